@@ -1,0 +1,150 @@
+"""Command line: ``python -m mlops`` (or ``mlops``).
+
+Exit codes scripts can rely on: 0 success, 1 unexpected error (a bug: see the traceback),
+2 usage error, 3 configuration error, 4 infrastructure error (object store, database,
+missing system program: retry or fix the service).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_CONFIG = 3
+EXIT_INFRASTRUCTURE = 4
+
+
+def _fail(code: int, message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns the platform's own exceptions into clear messages and stable exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from mlops.errors import ConfigError, DatasetNotFound, DependencyMissing, ObjectStoreError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            _fail(EXIT_CONFIG, str(error))
+        except (ObjectStoreError, DependencyMissing, DatasetNotFound) as error:
+            _fail(EXIT_INFRASTRUCTURE, str(error))
+        except Exception as error:
+            from sqlalchemy.exc import OperationalError
+
+            if isinstance(error, OperationalError):
+                _fail(EXIT_INFRASTRUCTURE, f"metadata database unavailable: {error.orig}")
+            raise
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--params",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML overlay on config/pipeline_config.yaml (DVC passes params.yaml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(params: str | None, verbose: bool) -> None:
+    """Loan-document platform: turns student-loan PDFs and scans into validated data.
+
+    \b
+    Typical use:
+      python -m mlops sample-data --count 40     # synthetic documents into the landing area
+      python -m mlops run                         # run every stage for a new run id
+      python -m mlops stage validate_documents --run-id RUN   # rerun one stage
+
+    Settings come from MLOPS_* environment variables, .env and config/pipeline_config.yaml
+    (see .env.example).
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if params:
+        os.environ["MLOPS_PARAMS_FILE"] = params
+
+
+@cli.command("sample-data")
+@click.option("--out", help="Target directory or s3://bucket/prefix. Default: the configured landing area.")
+@click.option("--count", default=40, show_default=True, help="Number of good documents.")
+@click.option("--seed", default=7, show_default=True, help="Same seed, same bytes.")
+@click.option("--no-bad", is_flag=True, help="Leave out the corrupt, encrypted, oversized... files.")
+def sample_data(out: str | None, count: int, seed: int, no_bad: bool) -> None:
+    """Generate synthetic student-loan documents with a ground-truth labels.jsonl."""
+    from mlops.config import get_settings
+    from mlops.io.objects import open_target
+    from mlops.sample_data import generate_corpus
+
+    settings = get_settings()
+    store, prefix = open_target(out, settings)
+    rows = generate_corpus(
+        count,
+        seed,
+        lambda name, data: store.put_bytes(f"{prefix}/{name}" if prefix else name, data),
+        max_file_bytes=settings.limits.max_file_bytes,
+        include_bad=not no_bad,
+    )
+    click.echo(f"wrote {len(rows)} files and labels.jsonl to {store.uri(prefix)}")
+
+
+@cli.command("run")
+@click.option("--run-id", help="Default: cli__<UTC time>.")
+@click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
+def run_pipeline(run_id: str | None, reprocess: bool) -> None:
+    """Run every stage in order for one run and print its summary."""
+    from mlops.pipeline import run_all
+
+    run_id = run_id or datetime.now(UTC).strftime("cli__%Y%m%dT%H%M%SZ")
+    summary = run_all(run_id, reprocess=reprocess)
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
+@cli.command("stage")
+@click.argument("name")
+@click.option("--run-id", required=True, help="The run whose datasets the stage reads and writes.")
+@click.option("--batch", type=int, help="Only this batch of documents (mapped Airflow tasks).")
+@click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
+def stage(name: str, run_id: str, batch: int | None, reprocess: bool) -> None:
+    """Run one stage NAME (an Airflow task id, e.g. preprocess_documents) for one run."""
+    from mlops.stages import STAGE_NAMES, run_stage
+
+    if name not in STAGE_NAMES:
+        raise click.BadParameter(f"{name!r}; choose one of: {', '.join(STAGE_NAMES)}", param_hint="NAME")
+    summary = run_stage(name, run_id, batch=batch, reprocess=reprocess)
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
+@cli.command("audit-export")
+@click.option("--run-id", help="Only this run's events.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: standard output.")
+def audit_export(run_id: str | None, out: Path | None) -> None:
+    """Export the append-only audit log as JSON Lines."""
+    from mlops.config import get_settings
+    from mlops.io.metadata import MetadataStore
+
+    metadata = MetadataStore.from_settings(get_settings())
+    metadata.migrate()
+    if out is None:
+        metadata.export_audit_jsonl(sys.stdout, run_id=run_id)
+        return
+    with out.open("w", encoding="utf-8") as stream:
+        count = metadata.export_audit_jsonl(stream, run_id=run_id)
+    click.echo(f"{count} events written to {out}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="python -m mlops", standalone_mode=True)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0

@@ -1,0 +1,189 @@
+"""One Settings object for the whole platform.
+
+Precedence, highest first: environment variables (``MLOPS_`` prefix, ``__`` between nested
+keys), the ``.env`` file, an optional params overlay (``MLOPS_PARAMS_FILE``, used by DVC with
+``params.yaml``), ``config/pipeline_config.yaml`` (``MLOPS_CONFIG_FILE``), then the defaults below.
+Nothing is read at import time: call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from mlops.errors import ConfigError
+
+ENV_PREFIX = "MLOPS_"
+DEFAULT_CONFIG_FILE = "config/pipeline_config.yaml"
+MiB = 1024 * 1024
+
+
+class ObjectStoreSettings(BaseModel):
+    """Where document bytes, run datasets and reports live."""
+
+    backend: Literal["local", "s3"] = "local"
+    local_root: Path | None = Field(None, description="root of the local backend; default: data_dir")
+    bucket: str = "loan-documents"
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    max_attempts: int = Field(6, ge=1, le=20)
+    airflow_conn_id: str | None = Field(None, description="take S3 credentials from this Airflow connection")
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> ObjectStoreSettings:
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("object_store.bucket must be set when object_store.backend is 's3'")
+        return self
+
+
+class MetadataSettings(BaseModel):
+    """The platform's own metadata database (not Airflow's)."""
+
+    url: str | None = Field(None, description="SQLAlchemy URL; default: sqlite file in data_dir")
+    airflow_conn_id: str | None = Field(None, description="take the Postgres URL from this Airflow connection")
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg2:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// SQLAlchemy URL")
+        return url
+
+
+class PrefixSettings(BaseModel):
+    """Key prefixes inside the object store."""
+
+    landing: str = "landing"
+    raw: str = "raw"
+    quarantine: str = "quarantine"
+    runs: str = "runs"
+    reports: str = "reports"
+
+    @field_validator("*")
+    @classmethod
+    def _no_slashes_at_ends(cls, prefix: str) -> str:
+        prefix = prefix.strip("/")
+        if not prefix:
+            raise ValueError("a prefix cannot be empty")
+        return prefix
+
+
+class LimitSettings(BaseModel):
+    """Limits applied to untrusted input before anything parses it for real."""
+
+    max_file_bytes: int = Field(50 * MiB, gt=0)
+    max_pages: int = Field(200, gt=0)
+    max_image_pixels: int = Field(90_000_000, gt=0, description="decompression-bomb limit, per page")
+    timeout_seconds: float = Field(60.0, gt=0, description="per document, in the worker process")
+    worker_memory_mb: int = Field(1536, ge=256, description="address-space cap of a worker process")
+
+
+class PreprocessSettings(BaseModel):
+    render_dpi: int = Field(100, ge=36, le=600, description="DPI at which PDF pages are rendered for metrics")
+    text_layer_min_chars: int = Field(40, ge=1)
+    near_duplicate_max_distance: int = Field(8, ge=0, le=64, description="phash Hamming distance")
+
+
+class Settings(BaseSettings):
+    """Every setting of the platform. See .env.example and config/pipeline_config.yaml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Path("data")
+    pipeline_version: str = "1"
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    batch_size: int = Field(25, ge=1, description="documents per mapped Airflow task")
+    landing_ignore: list[str] = Field(
+        ["labels.jsonl", ".*", "_*"], description="file-name globs in the landing area that are not documents"
+    )
+    object_store: ObjectStoreSettings = ObjectStoreSettings()
+    metadata: MetadataSettings = MetadataSettings()
+    prefixes: PrefixSettings = PrefixSettings()
+    limits: LimitSettings = LimitSettings()
+    preprocess: PreprocessSettings = PreprocessSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in _yaml_files()]
+        return (init_settings, env_settings, dotenv_settings, *yaml_sources, file_secret_settings)
+
+    @property
+    def local_root(self) -> Path:
+        return self.object_store.local_root or self.data_dir
+
+    @property
+    def metadata_url(self) -> str:
+        return self.metadata.url or f"sqlite:///{self.data_dir / 'metadata.db'}"
+
+    def fingerprint(self) -> str:
+        """A short hash of every non-secret setting, stored with each run to tell configs apart."""
+        public = self.model_dump_json(
+            exclude={"object_store": {"access_key_id", "secret_access_key"}, "metadata": {"url"}}
+        )
+        return hashlib.sha256(public.encode()).hexdigest()[:16]
+
+
+def _yaml_files() -> list[Path]:
+    """YAML files in rising precedence: the pipeline config, then the optional params overlay."""
+    files = [Path(os.environ.get(f"{ENV_PREFIX}CONFIG_FILE", DEFAULT_CONFIG_FILE))]
+    overlay = os.environ.get(f"{ENV_PREFIX}PARAMS_FILE")
+    if overlay:
+        if not Path(overlay).is_file():
+            raise ConfigError(f"{ENV_PREFIX}PARAMS_FILE={overlay!r}: no such file. Point it at an existing YAML file.")
+        files.append(Path(overlay))
+    return [path for path in files if path.is_file()]
+
+
+def _explain(error: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for item in error.errors():
+        dotted = ".".join(str(part) for part in item["loc"])
+        env_name = ENV_PREFIX + "__".join(str(part).upper() for part in item["loc"])
+        given = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
+        lines.append(
+            f"  {dotted}: {item['msg']}{given}. Fix: set {env_name} in the environment or .env, "
+            f"or `{dotted}` in {DEFAULT_CONFIG_FILE}; every key is documented in .env.example."
+        )
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from all sources; raise ConfigError naming each bad key and its fix."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_explain(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide Settings, built on first use (never at import time)."""
+    return load_settings()

@@ -1,0 +1,119 @@
+"""acquire_documents: take what is new in the landing area into content-addressed raw storage.
+
+A landing object is identified by (key, etag); its document by the SHA-256 of its bytes. Objects
+an earlier run already took are skipped when their document was quarantined or fully processed
+by this pipeline version; objects an unfinished earlier run took are picked up again, so
+nothing is lost. Bytes equal to a registered document count as duplicates and are not
+processed twice. The landing area itself is never modified.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from pathlib import PurePosixPath
+from typing import Any
+
+from mlops.io.objects import ObjectInfo
+from mlops.models import DocumentRecord, DocumentStatus, DuplicateRecord
+from mlops.progress import progress
+from mlops.stages import StageContext
+
+STAGE = "acquire_documents"
+HASH_CHUNK = 1024 * 1024
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    listed = landing_objects(ctx)
+    claims = ctx.metadata.landing_claims((obj.key, obj.etag) for obj in listed)
+    processed = set() if ctx.reprocess else ctx.metadata.processed_set(ctx.settings.pipeline_version)
+
+    unclaimed, skipped = [], 0
+    for obj in listed:
+        claim = claims.get((obj.key, obj.etag))
+        if claim is None:
+            unclaimed.append(obj)
+        elif claim["run_id"] != ctx.run_id and _finished(ctx, claim["sha256"], processed):
+            skipped += 1
+        elif claim["run_id"] != ctx.run_id:
+            ctx.metadata.reassign_landing_object(obj.key, obj.etag, ctx.run_id)
+            ctx.audit(STAGE, "resumed", sha256=claim["sha256"], key=obj.key, first_run=claim["run_id"])
+
+    for obj in progress(unclaimed, total=len(unclaimed), desc="acquire"):
+        take(ctx, obj)
+
+    documents, duplicates = documents_of_run(ctx)
+    ctx.catalog.save_table(f"{STAGE}/documents", documents)
+    ctx.catalog.save_table(f"{STAGE}/duplicates", duplicates)
+    summary = {
+        "seen": len(listed),
+        "skipped": skipped,
+        "new": len(listed) - skipped,
+        "documents": len(documents),
+        "duplicates": len(duplicates),
+    }
+    ctx.catalog.save_json(f"{STAGE}/summary", summary)
+    return summary
+
+
+def landing_objects(ctx: StageContext) -> list[ObjectInfo]:
+    ignore = ctx.settings.landing_ignore
+    return [
+        obj
+        for obj in ctx.store.list(ctx.settings.prefixes.landing)
+        if not any(fnmatch.fnmatch(PurePosixPath(obj.key).name, pattern) for pattern in ignore)
+    ]
+
+
+def _finished(ctx: StageContext, sha256: str, processed: set[str]) -> bool:
+    document = ctx.metadata.get_document(sha256)
+    return sha256 in processed or (document is not None and document["status"] == DocumentStatus.QUARANTINED)
+
+
+def take(ctx: StageContext, obj: ObjectInfo) -> None:
+    """Hash the landing object, copy it once into raw storage and register it; safe to repeat."""
+    digest = hashlib.sha256()
+    with ctx.store.open(obj.key) as stream:
+        while chunk := stream.read(HASH_CHUNK):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    raw_key = f"{ctx.settings.prefixes.raw}/{sha256[:2]}/{sha256}"
+    existing = ctx.metadata.get_document(sha256)
+    is_duplicate = existing is not None and existing["source_key"] != obj.key
+    if not is_duplicate:
+        if not ctx.store.exists(raw_key):
+            ctx.store.copy(obj.key, raw_key)
+        ctx.metadata.register_document(
+            DocumentRecord(
+                sha256=sha256,
+                source_key=obj.key,
+                original_filename=PurePosixPath(obj.key).name,
+                size_bytes=obj.size,
+                raw_key=raw_key,
+            ),
+            ctx.run_id,
+        )
+    ctx.metadata.claim_landing_object(ctx.run_id, obj.key, obj.etag, obj.size, sha256, is_duplicate)
+    if is_duplicate:
+        ctx.audit(STAGE, "duplicate", sha256=sha256, key=obj.key, original_key=existing["source_key"])
+    else:
+        ctx.audit(STAGE, "acquired", sha256=sha256, key=obj.key, size_bytes=obj.size)
+
+
+def documents_of_run(ctx: StageContext) -> tuple[list[DocumentRecord], list[DuplicateRecord]]:
+    """The run's documents and duplicates, rebuilt from the metadata store so a retry sees them all."""
+    documents: dict[str, DocumentRecord] = {}
+    duplicates = []
+    for row in ctx.metadata.landing_objects(ctx.run_id):
+        if row["is_duplicate"]:
+            duplicates.append(DuplicateRecord(source_key=row["source_key"], sha256=row["sha256"]))
+            continue
+        document = ctx.metadata.get_document(row["sha256"])
+        documents[row["sha256"]] = DocumentRecord(
+            sha256=row["sha256"],
+            source_key=document["source_key"],
+            original_filename=document["original_filename"],
+            size_bytes=document["size_bytes"],
+            raw_key=document["raw_key"],
+        )
+    return sorted(documents.values(), key=lambda doc: doc.source_key), duplicates

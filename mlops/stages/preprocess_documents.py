@@ -1,0 +1,164 @@
+"""preprocess_documents: measure every accepted document before extraction.
+
+Per page: pixel size, source DPI, text-layer size and a clarity score in [0, 1]. Plain Laplacian
+variance rewards noise (it roughly doubles on a noisy scan), so sharpness is measured after a
+3x3 median filter and the score is discounted by a robust noise estimate (MAD of the residual).
+Per document: a perceptual hash of page 1 and a fingerprint of all pages, used to find
+re-scanned near-duplicates of documents seen in this or any earlier run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import imagehash
+import numpy as np
+from scipy import ndimage
+
+from mlops.documents import iter_pages
+from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PageStats, PreprocessRecord
+from mlops.quarantine import quarantine
+from mlops.stages import StageContext
+from mlops.stages.validate_documents import read_document
+from mlops.workers import WorkerFailure, run_sandboxed
+
+STAGE = "preprocess_documents"
+SHARPNESS_HALF_POINT = 0.02  # Laplacian variance (0-1 grey scale) that scores 0.5
+NOISE_HALF_POINT = 8.0  # noise sigma (grey levels) that halves the score
+
+
+@dataclass(frozen=True)
+class MeasureJob:
+    sha256: str
+    format: DocumentFormat
+    data: bytes
+    render_dpi: int
+
+
+@dataclass(frozen=True)
+class Measurement:
+    pages: list[PageStats]
+    page_hashes: list[str]
+
+
+def page_quality(gray: np.ndarray) -> tuple[float, float, float]:
+    """(sharpness, noise, clarity) of a grayscale page; clarity is 0-1 and never rewards noise."""
+    pixels = gray.astype(np.float32)
+    denoised = ndimage.median_filter(pixels, size=3)
+    residual = pixels - denoised
+    noise = float(1.4826 * np.median(np.abs(residual - np.median(residual))))
+    sharpness = float(ndimage.laplace(denoised / 255.0).var())
+    sharp_score = sharpness / (sharpness + SHARPNESS_HALF_POINT)
+    clarity = sharp_score / (1.0 + noise / NOISE_HALF_POINT)
+    return sharpness, noise, round(clarity, 4)
+
+
+def measure(job: MeasureJob) -> Measurement:
+    pages, hashes = [], []
+    for page in iter_pages(job.data, job.format, job.render_dpi):
+        sharpness, noise, clarity = page_quality(np.asarray(page.image))
+        pages.append(
+            PageStats(
+                sha256=job.sha256,
+                page_index=page.index,
+                width_px=page.image.width,
+                height_px=page.image.height,
+                dpi=round(page.source_dpi, 1) if page.source_dpi else None,
+                sharpness=sharpness,
+                noise=noise,
+                clarity=clarity,
+                text_chars=len(page.text.strip()),
+            )
+        )
+        hashes.append(str(imagehash.phash(page.image)))
+    return Measurement(pages=pages, page_hashes=hashes)
+
+
+def summarise(doc_format: DocumentFormat, measurement: Measurement, text_layer_min_chars: int) -> PreprocessRecord:
+    pages = measurement.pages
+    dpis = [page.dpi for page in pages if page.dpi]
+    return PreprocessRecord(
+        sha256=pages[0].sha256,
+        format=doc_format,
+        pages=len(pages),
+        has_text_layer=sum(page.text_chars for page in pages) >= text_layer_min_chars,
+        clarity=round(float(np.mean([page.clarity for page in pages])), 4),
+        min_dpi=min(dpis) if dpis else None,
+        phash=measurement.page_hashes[0],
+        fingerprint=hashlib.sha256("".join(measurement.page_hashes).encode()).hexdigest()[:32],
+    )
+
+
+def link_near_duplicates(
+    records: list[PreprocessRecord], history: list[tuple[str, str]], max_distance: int
+) -> list[PreprocessRecord]:
+    """Point each record at the closest earlier document (history first, then this run's order)."""
+    known = [(sha, imagehash.hex_to_hash(phash)) for sha, phash in history]
+    linked = []
+    for record in records:
+        own_hash = imagehash.hex_to_hash(record.phash)
+        candidates = [(own_hash - other, sha) for sha, other in known if sha != record.sha256]
+        distance, closest = min(candidates, default=(None, None))
+        if distance is not None and distance <= max_distance:
+            record = record.model_copy(update={"near_duplicate_of": closest, "near_duplicate_distance": int(distance)})
+        linked.append(record)
+        known.append((record.sha256, own_hash))
+    return linked
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    documents = {
+        row["sha256"]: DocumentRecord(**row)
+        for row in ctx.catalog.load_table("acquire_documents/documents").to_dict("records")
+    }
+    outcomes = ctx.catalog.load_table("validate_documents/outcomes")
+    accepted = [
+        (documents[row["sha256"]], DocumentFormat(row["format"]))
+        for row in outcomes.to_dict("records")
+        if row["accepted"]
+    ]
+    settings = ctx.settings
+    results = run_sandboxed(
+        measure,
+        _jobs(ctx, accepted),
+        total=len(accepted),
+        workers=settings.workers,
+        timeout_seconds=settings.limits.timeout_seconds,
+        memory_mb=settings.limits.worker_memory_mb,
+        desc="preprocess",
+    )
+    records, pages, quarantined = [], [], 0
+    for job, result in results:
+        if isinstance(result, WorkerFailure):
+            quarantine(ctx, STAGE, documents[job.sha256], result.reason, result.detail)
+            quarantined += 1
+            continue
+        pages.extend(result.pages)
+        records.append(summarise(job.format, result, settings.preprocess.text_layer_min_chars))
+    records = link_near_duplicates(
+        records,
+        ctx.metadata.phashes(exclude_run_id=ctx.run_id),
+        settings.preprocess.near_duplicate_max_distance,
+    )
+    ctx.catalog.save_table(f"{STAGE}/documents", records)
+    ctx.catalog.save_table(f"{STAGE}/pages", pages)
+    ctx.metadata.save_preprocess_results(ctx.run_id, records)
+    for record in records:
+        ctx.metadata.update_document(record.sha256, status=DocumentStatus.PREPROCESSED)
+        if record.near_duplicate_of:
+            ctx.audit(STAGE, "near_duplicate", sha256=record.sha256, of=record.near_duplicate_of,
+                      distance=record.near_duplicate_distance)
+    return {
+        "preprocessed": len(records),
+        "pages": len(pages),
+        "near_duplicates": sum(record.near_duplicate_of is not None for record in records),
+        "quarantined": quarantined,
+    }
+
+
+def _jobs(ctx: StageContext, accepted: list[tuple[DocumentRecord, DocumentFormat]]) -> Iterator[MeasureJob]:
+    for doc, doc_format in accepted:
+        yield MeasureJob(doc.sha256, doc_format, read_document(ctx, doc), ctx.settings.preprocess.render_dpi)
