@@ -132,7 +132,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in _yaml_files()]
+        # Earlier sources win, so the overlay comes before the pipeline config.
+        yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(_yaml_files())]
         return (init_settings, env_settings, dotenv_settings, *yaml_sources, file_secret_settings)
 
     @property

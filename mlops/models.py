@@ -105,3 +105,68 @@ class PreprocessRecord(Record):
     fingerprint: str
     near_duplicate_of: str | None = None
     near_duplicate_distance: int | None = None
+
+
+FIELD_NAMES: tuple[str, ...] = (
+    "borrower_name",
+    "account_number",
+    "servicer",
+    "principal",
+    "interest_rate",
+    "disbursement_date",
+    "term_months",
+    "monthly_payment",
+)
+NUMERIC_FIELDS: tuple[str, ...] = ("principal", "interest_rate", "term_months", "monthly_payment")
+
+DOCUMENT_TYPES: tuple[str, ...] = (
+    "master_promissory_note",
+    "disclosure_statement",
+    "billing_statement",
+    "deferment_forbearance_request",
+    "idr_application",
+    "enrollment_verification",
+)
+
+
+class FieldValue(Record):
+    """One extracted field: the normalised value (str, float, int or ISO date string), the raw
+    text it came from, and a confidence in [0, 1]."""
+
+    value: str | float | int | None = None
+    raw: str | None = None
+    confidence: float = 0.0
+
+
+class Extraction(Record):
+    sha256: str
+    extractor: str
+    doc_type: str | None
+    doc_type_confidence: float
+    text_source: str  # text_layer | ocr | mixed | external
+    pages: int
+    text_layer_pages: int
+    ocr_pages: int
+    ocr_confidence: float | None = None
+    fields: dict[str, FieldValue]
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, object]:
+        """A flat table row: one column per field value and one ``<field>_confidence`` column."""
+        flat: dict[str, object] = self.model_dump(exclude={"fields"})
+        for name in FIELD_NAMES:
+            field = self.fields.get(name, FieldValue())
+            flat[name] = field.value
+            flat[f"{name}_confidence"] = field.confidence
+        return flat
+
+
+class Finding(Record):
+    """An anomaly: which document, which field and value, which detector said so and why."""
+
+    sha256: str
+    field: str | None
+    value: str | None
+    detector: str
+    severity: str  # warning | critical
+    reason: str

@@ -1,0 +1,74 @@
+"""Settings: precedence env > .env > params overlay > pipeline YAML > defaults, and clear errors."""
+
+import pytest
+
+from mlops.config import load_settings
+from mlops.errors import ConfigError
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty working directory: no .env, no config file, no MLOPS_* variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in __import__("os").environ if name.startswith("MLOPS_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "config").mkdir()
+    return tmp_path
+
+
+def test_defaults_are_the_embedded_backends(workdir):
+    settings = load_settings()
+    assert settings.object_store.backend == "local"
+    assert str(settings.local_root) == "data"
+    assert settings.metadata_url == "sqlite:///data/metadata.db"
+    assert settings.limits.max_file_bytes == 50 * 1024 * 1024
+
+
+def test_precedence_env_over_dotenv_over_params_over_yaml(workdir, monkeypatch):
+    (workdir / "config" / "pipeline_config.yaml").write_text(
+        "limits:\n  max_pages: 11\n  timeout_seconds: 5\n  worker_memory_mb: 700\n  max_image_pixels: 1000\n"
+    )
+    (workdir / "params.yaml").write_text("limits:\n  max_pages: 22\n  timeout_seconds: 6\n  worker_memory_mb: 800\n")
+    (workdir / ".env").write_text("MLOPS_LIMITS__MAX_PAGES=33\nMLOPS_LIMITS__TIMEOUT_SECONDS=7\n")
+    monkeypatch.setenv("MLOPS_PARAMS_FILE", "params.yaml")
+    monkeypatch.setenv("MLOPS_LIMITS__MAX_PAGES", "44")
+    limits = load_settings().limits
+    assert limits.max_pages == 44  # environment
+    assert limits.timeout_seconds == 7  # .env
+    assert limits.worker_memory_mb == 800  # params overlay
+    assert limits.max_image_pixels == 1000  # pipeline YAML
+
+
+def test_invalid_value_names_the_key_and_the_fix(workdir, monkeypatch):
+    monkeypatch.setenv("MLOPS_LIMITS__MAX_FILE_BYTES", "lots")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "limits.max_file_bytes" in message
+    assert "MLOPS_LIMITS__MAX_FILE_BYTES" in message
+    assert "'lots'" in message
+
+
+def test_invalid_yaml_value_and_unknown_key_are_reported(workdir):
+    (workdir / "config" / "pipeline_config.yaml").write_text(
+        "object_store:\n  backend: ftp\nlimts:\n  max_pages: 3\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "object_store.backend" in message and "'ftp'" in message
+    assert "limts" in message
+
+
+def test_missing_params_overlay_is_a_config_error(workdir, monkeypatch):
+    monkeypatch.setenv("MLOPS_PARAMS_FILE", "nope.yaml")
+    with pytest.raises(ConfigError, match="MLOPS_PARAMS_FILE"):
+        load_settings()
+
+
+def test_fingerprint_changes_with_settings_but_ignores_secrets(workdir, monkeypatch):
+    base = load_settings().fingerprint()
+    monkeypatch.setenv("MLOPS_OBJECT_STORE__SECRET_ACCESS_KEY", "a-new-secret-value")
+    assert load_settings().fingerprint() == base
+    monkeypatch.setenv("MLOPS_LIMITS__MAX_PAGES", "9")
+    assert load_settings().fingerprint() != base
