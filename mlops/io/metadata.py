@@ -1,0 +1,580 @@
+"""The platform's metadata store: documents, landing objects, runs, watermarks and the audit log.
+
+One implementation on SQLAlchemy 2 serves both backends: Postgres in production and a SQLite
+file for the embedded default. Alembic (``mlops/io/migrations``) is the only thing that creates
+or changes tables; :meth:`MetadataStore.migrate` runs ``alembic upgrade head`` in-process, so no
+``alembic.ini`` is needed on disk. The ORM classes below mirror migration 0001 and a test checks
+that the two agree.
+
+Contract: every write method is one transaction, and every insert that a retried task may repeat
+is an ``INSERT ... ON CONFLICT`` against a unique constraint, so duplicates are impossible by
+construction rather than avoided by luck. Reads return plain dicts (column name -> value,
+timestamps timezone-aware UTC) or the pydantic models of :mod:`mlops.models`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mlops.errors import MlopsError
+from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PreprocessRecord, QuarantineReason
+
+if TYPE_CHECKING:
+    from mlops.config import Settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+IN_CHUNK = 400  # rows or tuples per statement: far below SQLite's bound-parameter limit
+_MIGRATION_LOCK_KEY = 0x6D6C6F7073  # pg_advisory_xact_lock key: one migrator at a time
+
+
+class MetadataError(MlopsError):
+    """A metadata-store call names something that does not exist or is not allowed."""
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    PARTIAL = "partial"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out on both backends (SQLite stores naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class Document(Base):
+    __tablename__ = "documents"
+
+    sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    source_key: Mapped[str] = mapped_column(sa.String(1024))
+    original_filename: Mapped[str] = mapped_column(sa.String(1024))
+    format: Mapped[str | None] = mapped_column(sa.String(16))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    pages: Mapped[int | None] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(32), index=True)
+    quarantine_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    quarantine_detail: Mapped[str] = mapped_column(sa.Text, default="")
+    raw_key: Mapped[str] = mapped_column(sa.String(1024))
+    first_seen_run: Mapped[str] = mapped_column(sa.String(255))
+    last_seen_run: Mapped[str] = mapped_column(sa.String(255), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LandingObject(Base):
+    __tablename__ = "landing_objects"
+    __table_args__ = (sa.UniqueConstraint("source_key", "etag"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    source_key: Mapped[str] = mapped_column(sa.String(1024))
+    etag: Mapped[str] = mapped_column(sa.String(255))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("documents.sha256"), index=True)
+    run_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    acquired_at: Mapped[datetime]
+    is_duplicate: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+class PipelineRun(Base):
+    __tablename__ = "pipeline_runs"
+
+    run_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(sa.String(16))
+    counts: Mapped[dict[str, Any]]
+    settings_fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    pipeline_version: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditEvent(Base):
+    """Append-only: the store has no update or delete for it; Postgres enforces that with a trigger."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    stage: Mapped[str] = mapped_column(sa.String(64))
+    sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    event: Mapped[str] = mapped_column(sa.String(64))
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class ProcessedDocument(Base):
+    """The watermark: a document processed by a pipeline version is skipped by later runs."""
+
+    __tablename__ = "processed_documents"
+    __table_args__ = (sa.UniqueConstraint("sha256", "pipeline_version"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    pipeline_version: Mapped[str] = mapped_column(sa.String(64))
+    run_id: Mapped[str] = mapped_column(sa.String(255))
+    processed_at: Mapped[datetime]
+
+
+class PreprocessResult(Base):
+    __tablename__ = "preprocess_results"
+    __table_args__ = (sa.UniqueConstraint("sha256", "run_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    run_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    pages: Mapped[int] = mapped_column(sa.Integer)
+    format: Mapped[str] = mapped_column(sa.String(16))
+    has_text_layer: Mapped[bool] = mapped_column(sa.Boolean)
+    clarity: Mapped[float] = mapped_column(sa.Float)
+    min_dpi: Mapped[float | None] = mapped_column(sa.Float)
+    phash: Mapped[str] = mapped_column(sa.String(64))
+    fingerprint: Mapped[str] = mapped_column(sa.String(128))
+    near_duplicate_of: Mapped[str | None] = mapped_column(sa.String(64))
+    near_duplicate_distance: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _row_dict(row: sa.Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class MetadataStore:
+    """Metadata on Postgres or SQLite, chosen by the URL alone."""
+
+    def __init__(self, url: str | URL) -> None:
+        url = sa.make_url(url)
+        self.url = url
+        if url.get_backend_name() == "sqlite":
+            self.engine = _sqlite_engine(url)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetadataStore:
+        """The store for ``settings.metadata_url``, or for an Airflow connection if one is named."""
+        conn_id = settings.metadata.airflow_conn_id
+        return cls(_airflow_connection_url(conn_id) if conn_id else settings.metadata_url)
+
+    def __repr__(self) -> str:
+        return f"MetadataStore({self.url.render_as_string(hide_password=True)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; a no-op when it is already there.
+
+        Concurrent callers are serialised (advisory lock on Postgres, write lock on SQLite).
+        """
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self._write() as conn:
+            if self.is_postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None before the first migrate)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, settings_fingerprint: str, pipeline_version: str) -> bool:
+        """Record a run as running. Returns True if the run is new.
+
+        A retried task restarting the same run keeps the original started_at; the run goes
+        back to ``running`` with no finished_at.
+        """
+        now = utcnow()
+        row = {
+            "run_id": run_id,
+            "started_at": now,
+            "status": RunStatus.RUNNING.value,
+            "counts": {},
+            "settings_fingerprint": settings_fingerprint,
+            "pipeline_version": pipeline_version,
+        }
+        with self._write() as conn:
+            if self._insert_ignore(conn, PipelineRun, [row]):
+                return True
+            conn.execute(
+                sa.update(PipelineRun)
+                .where(PipelineRun.run_id == run_id)
+                .values(status=RunStatus.RUNNING.value, finished_at=None)
+            )
+            return False
+
+    def finish_run(self, run_id: str, status: RunStatus | str, counts: dict[str, Any]) -> None:
+        """Close a run with success, failed or partial and its counts (a JSON object)."""
+        status = RunStatus(status)
+        if status is RunStatus.RUNNING:
+            raise MetadataError(f"run {run_id!r}: finish_run needs success, failed or partial, not running")
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(PipelineRun)
+                .where(PipelineRun.run_id == run_id)
+                .values(status=status.value, counts=dict(counts), finished_at=utcnow())
+            )
+            if result.rowcount != 1:
+                raise MetadataError(f"run {run_id!r} was never started: call start_run first")
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return self._one(sa.select(PipelineRun.__table__).where(PipelineRun.run_id == run_id))
+
+    # -- landing objects --------------------------------------------------------------------
+
+    def landing_object_runs(
+        self, source_keys_with_etags: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """Which (source_key, etag) pairs were taken already, and by which run."""
+        pairs = list(dict.fromkeys(source_keys_with_etags))
+        taken: dict[tuple[str, str], str] = {}
+        table = LandingObject.__table__
+        with self.engine.connect() as conn:
+            for chunk in _chunks(pairs):
+                query = sa.select(table.c.source_key, table.c.etag, table.c.run_id).where(
+                    sa.tuple_(table.c.source_key, table.c.etag).in_(chunk)
+                )
+                taken.update({(key, etag): run_id for key, etag, run_id in conn.execute(query)})
+        return taken
+
+    def claim_landing_object(
+        self, run_id: str, source_key: str, etag: str, size_bytes: int, sha256: str, is_duplicate: bool
+    ) -> bool:
+        """Record that ``run_id`` took this landing object. True only if this call inserted it.
+
+        The document (``sha256``) must be registered first.
+        """
+        row = {
+            "source_key": source_key,
+            "etag": etag,
+            "size_bytes": size_bytes,
+            "sha256": sha256,
+            "run_id": run_id,
+            "acquired_at": utcnow(),
+            "is_duplicate": is_duplicate,
+        }
+        with self._write() as conn:
+            return self._insert_ignore(conn, LandingObject, [row]) == 1
+
+    # -- documents --------------------------------------------------------------------------
+
+    def register_document(self, doc: DocumentRecord, run_id: str) -> bool:
+        """Insert a newly acquired document (status ``acquired``). True if it is new.
+
+        For a document already known only ``last_seen_run`` (and ``updated_at``) change.
+        """
+        now = utcnow()
+        row = {
+            "sha256": doc.sha256,
+            "source_key": doc.source_key,
+            "original_filename": doc.original_filename,
+            "format": doc.format.value if doc.format else None,
+            "size_bytes": doc.size_bytes,
+            "pages": doc.pages,
+            "status": DocumentStatus.ACQUIRED.value,
+            "quarantine_reason": None,
+            "quarantine_detail": "",
+            "raw_key": doc.raw_key,
+            "first_seen_run": run_id,
+            "last_seen_run": run_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._write() as conn:
+            if self._insert_ignore(conn, Document, [row]):
+                return True
+            conn.execute(
+                sa.update(Document)
+                .where(Document.sha256 == doc.sha256)
+                .values(last_seen_run=run_id, updated_at=now)
+            )
+            return False
+
+    def get_document(self, sha256: str) -> dict[str, Any] | None:
+        return self._one(sa.select(Document.__table__).where(Document.sha256 == sha256))
+
+    def documents(
+        self, run_id: str | None = None, status: DocumentStatus | str | None = None
+    ) -> list[dict[str, Any]]:
+        """Documents, optionally those last seen by ``run_id`` and/or with ``status``; by sha256."""
+        query = sa.select(Document.__table__).order_by(Document.sha256)
+        if run_id is not None:
+            query = query.where(Document.last_seen_run == run_id)
+        if status is not None:
+            query = query.where(Document.status == DocumentStatus(status).value)
+        return self._all(query)
+
+    def update_document(
+        self,
+        sha256: str,
+        *,
+        status: DocumentStatus | str | None = None,
+        format: DocumentFormat | str | None = None,
+        pages: int | None = None,
+        quarantine_reason: QuarantineReason | str | None = None,
+        quarantine_detail: str | None = None,
+        raw_key: str | None = None,
+    ) -> None:
+        """Set the given fields (None means leave unchanged). Raises MetadataError if unknown."""
+        values: dict[str, Any] = {
+            "status": DocumentStatus(status).value if status is not None else None,
+            "format": DocumentFormat(format).value if format is not None else None,
+            "pages": pages,
+            "quarantine_reason": QuarantineReason(quarantine_reason).value if quarantine_reason else None,
+            "quarantine_detail": quarantine_detail,
+            "raw_key": raw_key,
+        }
+        values = {name: value for name, value in values.items() if value is not None}
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(Document).where(Document.sha256 == sha256).values(**values, updated_at=utcnow())
+            )
+            if result.rowcount != 1:
+                raise MetadataError(f"document {sha256} is not registered: register_document first")
+
+    # -- audit log --------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        run_id: str,
+        stage: str,
+        event: str,
+        sha256: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one audit event. There is deliberately no way to change or delete one."""
+        row = {
+            "run_id": run_id,
+            "stage": stage,
+            "sha256": sha256,
+            "event": event,
+            "details": json.loads(json.dumps(details or {}, default=_json_default)),
+            "created_at": utcnow(),
+        }
+        with self._write() as conn:
+            conn.execute(sa.insert(AuditEvent), [row])
+
+    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit events in the order they were written, optionally of one run."""
+        return self._all(self._events_query(run_id))
+
+    def export_audit_jsonl(self, out: TextIO, run_id: str | None = None) -> int:
+        """Write audit events as JSON Lines (ISO-8601 timestamps, ordered by id); return the count."""
+        count = 0
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=1000).execute(self._events_query(run_id))
+            for row in result:
+                out.write(json.dumps(_row_dict(row), default=_json_default, sort_keys=True) + "\n")
+                count += 1
+        return count
+
+    @staticmethod
+    def _events_query(run_id: str | None) -> sa.Select[Any]:
+        query = sa.select(AuditEvent.__table__).order_by(AuditEvent.id)
+        return query if run_id is None else query.where(AuditEvent.run_id == run_id)
+
+    # -- watermarks -------------------------------------------------------------------------
+
+    def is_processed(self, sha256: str, pipeline_version: str) -> bool:
+        query = sa.select(sa.literal(1)).where(
+            ProcessedDocument.sha256 == sha256, ProcessedDocument.pipeline_version == pipeline_version
+        )
+        return self._one(query) is not None
+
+    def processed_set(self, pipeline_version: str) -> set[str]:
+        """SHA-256 of every document this pipeline version has processed."""
+        query = sa.select(ProcessedDocument.sha256).where(
+            ProcessedDocument.pipeline_version == pipeline_version
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
+    def mark_processed(self, shas: Iterable[str], pipeline_version: str, run_id: str) -> int:
+        """Set the watermark for these documents; returns how many were not marked before."""
+        now = utcnow()
+        rows = [
+            {"sha256": sha, "pipeline_version": pipeline_version, "run_id": run_id, "processed_at": now}
+            for sha in dict.fromkeys(shas)
+        ]
+        with self._write() as conn:
+            return self._insert_ignore(conn, ProcessedDocument, rows)
+
+    # -- preprocess results -----------------------------------------------------------------
+
+    def save_preprocess_results(self, run_id: str, records: Iterable[PreprocessRecord]) -> None:
+        """Upsert per-document measurements of a run (a retried task overwrites its own rows)."""
+        latest = {record.sha256: record for record in records}
+        rows = [{**record.model_dump(mode="json"), "run_id": run_id} for record in latest.values()]
+        table = PreprocessResult.__table__
+        with self._write() as conn:
+            for chunk in _chunks(rows):
+                stmt = self._dialect_insert(table).values(list(chunk))
+                updated = {
+                    column.name: stmt.excluded[column.name]
+                    for column in table.columns
+                    if column.name not in ("id", "sha256", "run_id")
+                }
+                conn.execute(stmt.on_conflict_do_update(index_elements=["sha256", "run_id"], set_=updated))
+
+    def preprocess_results(self, run_id: str) -> list[PreprocessRecord]:
+        """The measurements saved for one run, by sha256."""
+        table = PreprocessResult.__table__
+        query = sa.select(table).where(table.c.run_id == run_id).order_by(table.c.sha256)
+        return [PreprocessRecord.model_validate(row) for row in self._all(query)]
+
+    def phashes(self, exclude_run_id: str | None = None) -> list[tuple[str, str]]:
+        """(sha256, phash) of every document measured so far, for near-duplicate detection."""
+        query = sa.select(PreprocessResult.sha256, PreprocessResult.phash).distinct()
+        if exclude_run_id is not None:
+            query = query.where(PreprocessResult.run_id != exclude_run_id)
+        with self.engine.connect() as conn:
+            return [(sha, phash) for sha, phash in conn.execute(query.order_by(PreprocessResult.sha256))]
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)
+        so concurrent writers wait for busy_timeout instead of failing with 'database is locked'."""
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def _insert_ignore(self, conn: Connection, model: type[Base], rows: list[dict[str, Any]]) -> int:
+        """INSERT ... ON CONFLICT DO NOTHING; returns the number of rows actually inserted.
+
+        Counted with RETURNING: SQLAlchemy does not promise ``rowcount`` for INSERT on every driver.
+        """
+        table = model.__table__
+        inserted = 0
+        for chunk in _chunks(rows):
+            stmt = self._dialect_insert(table).values(list(chunk)).on_conflict_do_nothing()
+            inserted += len(conn.execute(stmt.returning(*table.primary_key.columns)).all())
+        return inserted
+
+    def _one(self, query: sa.Select[Any]) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _row_dict(row)
+
+    def _all(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [_row_dict(row) for row in conn.execute(query)]
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    """A SQLite engine safe for several worker processes: WAL, busy_timeout, foreign keys, and
+    transactions begun explicitly (pysqlite's own implicit BEGIN is switched off)."""
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
+    return engine
+
+
+def _airflow_connection_url(conn_id: str) -> URL:
+    """The SQLAlchemy URL of an Airflow Postgres connection (needs the postgres provider)."""
+    try:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+    except ImportError as error:
+        raise MetadataError(
+            f"metadata.airflow_conn_id={conn_id!r} needs apache-airflow-providers-postgres; "
+            "install it or set metadata.url instead"
+        ) from error
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    try:
+        return sa.make_url(hook.sqlalchemy_url)
+    except AttributeError:
+        return sa.make_url(hook.get_uri())
