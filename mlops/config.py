@@ -59,7 +59,7 @@ class MetadataSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _known_dialect(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg2:")):
+        if url is not None and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
             raise ValueError("must be a sqlite:/// or postgresql:// SQLAlchemy URL")
         return url
 

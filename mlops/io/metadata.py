@@ -299,20 +299,36 @@ class MetadataStore:
 
     # -- landing objects --------------------------------------------------------------------
 
-    def landing_object_runs(
+    def landing_claims(
         self, source_keys_with_etags: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], str]:
-        """Which (source_key, etag) pairs were taken already, and by which run."""
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Which (source_key, etag) pairs were taken already: run_id, sha256 and is_duplicate of each."""
         pairs = list(dict.fromkeys(source_keys_with_etags))
-        taken: dict[tuple[str, str], str] = {}
+        taken: dict[tuple[str, str], dict[str, Any]] = {}
         table = LandingObject.__table__
         with self.engine.connect() as conn:
             for chunk in _chunks(pairs):
-                query = sa.select(table.c.source_key, table.c.etag, table.c.run_id).where(
-                    sa.tuple_(table.c.source_key, table.c.etag).in_(chunk)
-                )
-                taken.update({(key, etag): run_id for key, etag, run_id in conn.execute(query)})
+                query = sa.select(
+                    table.c.source_key, table.c.etag, table.c.run_id, table.c.sha256, table.c.is_duplicate
+                ).where(sa.tuple_(table.c.source_key, table.c.etag).in_(chunk))
+                for row in conn.execute(query):
+                    taken[(row.source_key, row.etag)] = _row_dict(row)
         return taken
+
+    def landing_objects(self, run_id: str) -> list[dict[str, Any]]:
+        """The landing objects a run holds, in key order."""
+        table = LandingObject.__table__
+        return self._all(sa.select(table).where(table.c.run_id == run_id).order_by(table.c.source_key))
+
+    def reassign_landing_object(self, source_key: str, etag: str, run_id: str) -> None:
+        """Hand a landing object an unfinished earlier run took over to ``run_id``."""
+        table = LandingObject.__table__
+        with self._write() as conn:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.source_key == source_key, table.c.etag == etag)
+                .values(run_id=run_id)
+            )
 
     def claim_landing_object(
         self, run_id: str, source_key: str, etag: str, size_bytes: int, sha256: str, is_duplicate: bool

@@ -124,11 +124,19 @@ def test_claim_landing_object_only_once(metadata_store):
 
     assert count_rows(metadata_store, "landing_objects") == 2
     unseen = [(f"landing/other-{i}.pdf", "x") for i in range(IN_CHUNK * 2 + 7)]
-    taken = metadata_store.landing_object_runs(
+    taken = metadata_store.landing_claims(
         [*unseen[:500], ("landing/loan-1.pdf", "etag-a"), *unseen[500:], ("landing/loan-1.pdf", "etag-b")]
     )
-    assert taken == {("landing/loan-1.pdf", "etag-a"): "run-1", ("landing/loan-1.pdf", "etag-b"): "run-2"}
-    assert metadata_store.landing_object_runs([]) == {}
+    assert {pair: claim["run_id"] for pair, claim in taken.items()} == {
+        ("landing/loan-1.pdf", "etag-a"): "run-1",
+        ("landing/loan-1.pdf", "etag-b"): "run-2",
+    }
+    assert taken[("landing/loan-1.pdf", "etag-a")]["sha256"] == sha(1)
+    assert metadata_store.landing_claims([]) == {}
+
+    metadata_store.reassign_landing_object("landing/loan-1.pdf", "etag-a", "run-3")
+    assert [row["etag"] for row in metadata_store.landing_objects("run-3")] == ["etag-a"]
+    assert [row["etag"] for row in metadata_store.landing_objects("run-2")] == ["etag-b"]
 
 
 def test_concurrent_claims_from_threads_have_exactly_one_winner(metadata_store):
@@ -233,7 +241,7 @@ def test_unique_constraints_hold_even_when_the_api_is_bypassed(metadata_store, t
 def test_landing_object_needs_a_registered_document(metadata_store):
     with pytest.raises(sa.exc.IntegrityError):
         metadata_store.claim_landing_object("run-1", "landing/x.pdf", "e", 1, sha("unknown"), False)
-    assert metadata_store.landing_object_runs([("landing/x.pdf", "e")]) == {}
+    assert metadata_store.landing_claims([("landing/x.pdf", "e")]) == {}
 
 
 def test_a_failed_write_leaves_nothing_behind(metadata_store):
