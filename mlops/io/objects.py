@@ -1,0 +1,424 @@
+"""Object store: where document bytes, run datasets and reports live.
+
+One interface, :class:`ObjectStore`, and two backends chosen by settings: :class:`LocalDirStore`
+(a directory, the embedded default) and :class:`S3Store` (any S3 endpoint: MinIO, SeaweedFS, AWS).
+Keys are relative, slash-separated paths checked by :func:`validate_key` on both backends, so a
+key that works locally works on S3 and no key can escape the local root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from mlops.errors import ObjectNotFound, ObjectStoreError
+
+if TYPE_CHECKING:
+    from mlops.config import ObjectStoreSettings, Settings
+
+TEMP_PREFIX = ".tmp-objectstore-"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative object key; raise ValueError naming it otherwise."""
+    problem = None
+    if not isinstance(key, str) or not key:
+        problem = "it is empty"
+    elif key.startswith("/"):
+        problem = "it is absolute (starts with '/')"
+    elif "\\" in key or "\x00" in key:
+        problem = "it contains a backslash or NUL character"
+    elif any(part in ("", ".", "..") for part in key.split("/")):
+        problem = "it has an empty, '.' or '..' path segment"
+    if problem:
+        raise ValueError(
+            f"invalid object key {key!r}: {problem}. Use a relative path like 'raw/ab/abcd.pdf'."
+        )
+    return key
+
+
+def _folder(prefix: str) -> str:
+    """A listing prefix names a folder: '' (everything) or 'a/b/'."""
+    return validate_key(prefix.strip("/")) + "/" if prefix.strip("/") else ""
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], Any], *, if_absent: bool = False) -> bool:
+    """Write via a temp file in the target's directory, fsync, then publish it in one step.
+
+    Readers never see a partial file. With ``if_absent`` the file is published by ``os.link``,
+    which fails if the name exists, so of two concurrent writers exactly one wins.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide reports and datasets from other readers
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        if if_absent:
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+        else:
+            os.replace(temp, path)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+class ObjectStore(ABC):
+    """Bytes under keys. Missing keys raise ObjectNotFound; infrastructure faults ObjectStoreError."""
+
+    @abstractmethod
+    def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+    ) -> bool:
+        """Store ``data``; with ``if_absent`` refuse to overwrite and return False if ``key`` exists."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str | None = None) -> None:
+        """Upload a local file (multipart on S3 for big files)."""
+
+    @abstractmethod
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Stream an object's bytes without loading them all."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under folder ``prefix`` ('' for all), recursively, sorted by key."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def copy(self, src: str, dst: str) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete ``key``; deleting a missing key is not an error."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where the object lives, for humans and reports (file:// or s3://)."""
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open(key) as stream:
+            return stream.read()
+
+    def download(self, key: str, path: str | os.PathLike[str]) -> None:
+        """Copy an object to a local file; the file appears complete or not at all."""
+        with self.open(key) as stream:
+            _write_atomic(Path(path), lambda out: shutil.copyfileobj(stream, out, 1024 * 1024))
+
+    def move(self, src: str, dst: str) -> None:
+        self.copy(src, dst)
+        self.delete(src)
+
+
+class LocalDirStore(ObjectStore):
+    """Objects as files under ``root``. ETag is the MD5 of the content, like a single-part S3 PUT."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = self.root / validate_key(key)
+        if not path.resolve().is_relative_to(self.root) or path.name.startswith(TEMP_PREFIX):
+            raise ValueError(
+                f"invalid object key {key!r}: it leads outside {self.root} or is a temp file name."
+            )
+        return path
+
+    def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+    ) -> bool:
+        return _write_atomic(self._path(key), lambda out: out.write(data), if_absent=if_absent)
+
+    def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str | None = None) -> None:
+        with open(path, "rb") as source:
+            _write_atomic(self._path(key), lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            stream = open(self._path(key), "rb")  # noqa: SIM115 - closed below
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"{self.uri(key)} does not exist") from None
+        with stream:
+            yield stream
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        folder = _folder(prefix)
+        base = self._path(folder.rstrip("/")) if folder else self.root
+        keys = sorted(
+            (Path(directory) / name).relative_to(self.root).as_posix()
+            for directory, _, names in os.walk(base)
+            for name in names
+            if not name.startswith(TEMP_PREFIX)
+        )
+        for key in keys:
+            path = self.root / key
+            with contextlib.suppress(FileNotFoundError), open(path, "rb") as stream:
+                stat = os.fstat(stream.fileno())
+                etag = hashlib.file_digest(stream, "md5").hexdigest()
+                yield ObjectInfo(key, stat.st_size, etag, datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def copy(self, src: str, dst: str) -> None:
+        with self.open(src) as stream:
+            _write_atomic(self._path(dst), lambda out: shutil.copyfileobj(stream, out, 1024 * 1024))
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise ObjectNotFound(f"{self.uri(src)} does not exist")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def uri(self, key: str) -> str:
+        return (self.root / key).as_uri()
+
+
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+_REFUSED = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
+_CREDENTIALS_FIX = (
+    "check the access key and secret (MLOPS_OBJECT_STORE__ACCESS_KEY_ID / __SECRET_ACCESS_KEY, "
+    "or the Airflow connection) and that they may use this bucket"
+)
+_FIXES = {
+    "InvalidAccessKeyId": _CREDENTIALS_FIX,
+    "SignatureDoesNotMatch": _CREDENTIALS_FIX,
+    "AccessDenied": _CREDENTIALS_FIX,
+    "403": _CREDENTIALS_FIX,
+    "NoSuchBucket": "create the bucket (S3Store.ensure_bucket()) or fix MLOPS_OBJECT_STORE__BUCKET",
+}
+
+
+class S3Store(ObjectStore):
+    """Objects in one bucket of an S3 endpoint, through a boto3 client (thread-safe)."""
+
+    def __init__(self, bucket: str, client: Any) -> None:
+        self.bucket = bucket
+        self.client = client
+        self.endpoint = client.meta.endpoint_url
+
+    @classmethod
+    def connect(cls, bucket: str, **client_options: Any) -> S3Store:
+        """Build the client from keyword settings; see :func:`make_s3_client`."""
+        return cls(bucket, make_s3_client(**client_options))
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str | None = None) -> Iterator[None]:
+        """Turn boto errors into ObjectNotFound / ObjectStoreError naming bucket, key, endpoint, fix."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        where = f"{action} {self.uri(key) if key else f's3://{self.bucket}'} at {self.endpoint}"
+        try:
+            yield
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING and key:
+                raise ObjectNotFound(f"{self.uri(key)} does not exist (endpoint {self.endpoint})") from None
+            fix = _FIXES.get(code, "see the server's log; Airflow retries the task")
+            raise ObjectStoreError(f"{where} failed: {error}. Fix: {fix}.") from error
+        except NoCredentialsError as error:
+            fix = "set MLOPS_OBJECT_STORE__ACCESS_KEY_ID / __SECRET_ACCESS_KEY or AWS credentials"
+            raise ObjectStoreError(f"{where} failed: {error}. Fix: {fix}.") from error
+        except (BotoCoreError, Boto3Error) as error:
+            attempts = self.client.meta.config.retries.get("total_max_attempts", "several")
+            fix = "is the S3 server running and MLOPS_OBJECT_STORE__ENDPOINT_URL right?"
+            raise ObjectStoreError(
+                f"{where} failed after {attempts} attempts: {error}. Fix: {fix}"
+            ) from error
+
+    def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+    ) -> bool:
+        from botocore.exceptions import ClientError
+
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        if content_type:
+            extra["ContentType"] = content_type
+        with self._errors("PUT", key):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=validate_key(key), Body=data, **extra)
+            except ClientError as error:
+                if if_absent and str(error.response.get("Error", {}).get("Code")) in _REFUSED:
+                    return False
+                raise
+        return True
+
+    def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str | None = None) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        extra = {"ContentType": content_type} if content_type else None
+        config = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024)
+        with self._errors("upload", key):
+            self.client.upload_file(str(path), self.bucket, validate_key(key), ExtraArgs=extra, Config=config)
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        with self._errors("GET", key):
+            body = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))["Body"]
+        with contextlib.closing(body):
+            yield body
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=_folder(prefix)
+        )
+        with self._errors(f"LIST prefix {prefix!r} of"):
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"], item["Size"], item["ETag"].strip('"'), item["LastModified"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            with self._errors("HEAD", key):
+                self.client.head_object(Bucket=self.bucket, Key=validate_key(key))
+        except ObjectNotFound:
+            return False
+        return True
+
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy (single request: objects up to 5 GB)."""
+        source = {"Bucket": self.bucket, "Key": validate_key(src)}
+        with self._errors("COPY", src):
+            self.client.copy_object(Bucket=self.bucket, Key=validate_key(dst), CopySource=source)
+
+    def delete(self, key: str) -> None:
+        with self._errors("DELETE", key):
+            self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists (idempotent, safe against a concurrent creator)."""
+        from botocore.exceptions import ClientError
+
+        with self._errors("create bucket"):
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+                return
+            except ClientError as error:
+                if str(error.response.get("Error", {}).get("Code")) not in _MISSING | {"NoSuchBucket"}:
+                    raise
+            region = self.client.meta.region_name
+            location = (
+                {"CreateBucketConfiguration": {"LocationConstraint": region}} if region != "us-east-1" else {}
+            )
+            try:
+                self.client.create_bucket(Bucket=self.bucket, **location)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                    raise
+
+
+def make_s3_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    addressing_style: str = "path",
+    max_attempts: int = 6,
+    connect_timeout: float = 5,
+    read_timeout: float = 60,
+    airflow_conn_id: str | None = None,
+) -> Any:
+    """A boto3 S3 client with standard-mode retries (exponential backoff) and timeouts.
+
+    Credentials: the given pair, else the Airflow connection ``airflow_conn_id`` (its extras
+    hold the endpoint), else boto3's default chain (env, ~/.aws, instance role).
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=region,
+        s3={"addressing_style": addressing_style},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},  # first try included
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+    if airflow_conn_id:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=airflow_conn_id, region_name=region, config=config).get_conn()
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=config,
+    )
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def s3_client_options(cfg: ObjectStoreSettings) -> dict[str, Any]:
+    """Keyword arguments of :func:`make_s3_client` taken from the object-store settings."""
+    return {
+        "endpoint_url": cfg.endpoint_url,
+        "region": cfg.region,
+        "access_key_id": _secret(cfg.access_key_id),
+        "secret_access_key": _secret(cfg.secret_access_key),
+        "addressing_style": cfg.addressing_style,
+        "max_attempts": cfg.max_attempts,
+        "airflow_conn_id": cfg.airflow_conn_id,
+    }
+
+
+def open_object_store(settings: Settings) -> ObjectStore:
+    """The object store the settings ask for: a local directory or an S3 bucket."""
+    cfg = settings.object_store
+    if cfg.backend == "local":
+        return LocalDirStore(settings.local_root)
+    return S3Store.connect(cfg.bucket, **s3_client_options(cfg))
+
+
+def open_target(target: str | None, settings: Settings) -> tuple[ObjectStore, str]:
+    """Where a CLI command writes: ``(store, key prefix)`` for a directory, ``s3://bucket/prefix``
+    (reached with the configured endpoint and credentials), or by default the configured store's
+    landing prefix. The command is about to write, so an S3 bucket is created if missing."""
+    if target and not target.startswith("s3://"):
+        return LocalDirStore(target), ""
+    if target:
+        bucket, _, prefix = target.removeprefix("s3://").partition("/")
+        store: ObjectStore = S3Store.connect(bucket, **s3_client_options(settings.object_store))
+    else:
+        store, prefix = open_object_store(settings), settings.prefixes.landing
+    prefix = validate_key(prefix.strip("/")) if prefix.strip("/") else ""
+    if isinstance(store, S3Store):
+        store.ensure_bucket()
+    return store, prefix
