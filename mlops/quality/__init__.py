@@ -1,0 +1,1 @@
+"""Data-quality checks: expectation suites, anomaly detectors and the bias check."""
