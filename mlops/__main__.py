@@ -1,3 +1,4 @@
 from mlops.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # worker processes re-import the main module under another name
+    raise SystemExit(main())

@@ -95,7 +95,7 @@ class LimitSettings(BaseModel):
 class PreprocessSettings(BaseModel):
     render_dpi: int = Field(100, ge=36, le=600, description="DPI at which PDF pages are rendered for metrics")
     text_layer_min_chars: int = Field(40, ge=1)
-    near_duplicate_max_distance: int = Field(8, ge=0, le=64, description="phash Hamming distance")
+    near_duplicate_max_distance: int = Field(22, ge=0, le=256, description="256-bit phash Hamming distance")
 
 
 class Settings(BaseSettings):

@@ -4,7 +4,9 @@ Per page: pixel size, source DPI, text-layer size and a clarity score in [0, 1].
 variance rewards noise (it roughly doubles on a noisy scan), so sharpness is measured after a
 3x3 median filter and the score is discounted by a robust noise estimate (MAD of the residual).
 Per document: a perceptual hash of page 1 and a fingerprint of all pages, used to find
-re-scanned near-duplicates of documents seen in this or any earlier run.
+re-scanned near-duplicates of documents seen in this or any earlier run. Pages are deskewed and
+cropped to their ink before hashing: a 2-degree rotation alone moves a plain pHash further than
+the distance between two different letters printed from one template.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import imagehash
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from mlops.documents import iter_pages
@@ -28,6 +31,10 @@ from mlops.workers import WorkerFailure, run_sandboxed
 STAGE = "preprocess_documents"
 SHARPNESS_HALF_POINT = 0.02  # Laplacian variance (0-1 grey scale) that scores 0.5
 NOISE_HALF_POINT = 8.0  # noise sigma (grey levels) that halves the score
+PHASH_SIZE = 16  # 256-bit hashes: 64-bit ones put different letters of one template too close
+DESKEW_ANGLES = np.arange(-3.0, 3.01, 0.25)
+INK_LEVEL = 128
+HASHED_PAGE_SIZE = (800, 1000)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,21 @@ def page_quality(gray: np.ndarray) -> tuple[float, float, float]:
     return sharpness, noise, round(clarity, 4)
 
 
+def normalise_for_hash(image: Image.Image) -> Image.Image:
+    """Deskew (angle that makes row ink sums most uneven) and crop to the ink's bounding box."""
+    half = np.asarray(image.resize((max(1, image.width // 2), max(1, image.height // 2)))) < INK_LEVEL
+    if not half.any():
+        return image
+    angle = max(
+        DESKEW_ANGLES,
+        key=lambda a: ndimage.rotate(half.astype(np.float32), a, reshape=False, order=0).sum(axis=1).var(),
+    )
+    upright = image.rotate(float(angle), fillcolor=255, resample=Image.BILINEAR)
+    ink = np.asarray(upright) < INK_LEVEL
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return upright.crop((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)).resize(HASHED_PAGE_SIZE)
+
+
 def measure(job: MeasureJob) -> Measurement:
     pages, hashes = [], []
     for page in iter_pages(job.data, job.format, job.render_dpi):
@@ -73,7 +95,7 @@ def measure(job: MeasureJob) -> Measurement:
                 text_chars=len(page.text.strip()),
             )
         )
-        hashes.append(str(imagehash.phash(page.image)))
+        hashes.append(str(imagehash.phash(normalise_for_hash(page.image), hash_size=PHASH_SIZE)))
     return Measurement(pages=pages, page_hashes=hashes)
 
 
@@ -146,6 +168,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.catalog.save_table(f"{STAGE}/documents", records)
     ctx.catalog.save_table(f"{STAGE}/pages", pages)
     ctx.metadata.save_preprocess_results(ctx.run_id, records)
+    ctx.metadata.mark_processed([record.sha256 for record in records], settings.pipeline_version, ctx.run_id)
     for record in records:
         ctx.metadata.update_document(record.sha256, status=DocumentStatus.PREPROCESSED)
         if record.near_duplicate_of:
