@@ -100,13 +100,15 @@ def sample_data(out: str | None, count: int, seed: int, no_bad: bool) -> None:
 @cli.command("run")
 @click.option("--run-id", help="Default: cli__<UTC time>.")
 @click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
-def run_pipeline(run_id: str | None, reprocess: bool) -> None:
+@click.option("--max-documents", type=click.IntRange(min=1), help="Take at most this many new landing objects.")
+def run_pipeline(run_id: str | None, reprocess: bool, max_documents: int | None) -> None:
     """Run every stage in order for one run and print its summary."""
     from mlops.pipeline import run_all
 
     run_id = run_id or datetime.now(UTC).strftime("cli__%Y%m%dT%H%M%SZ")
-    summary = run_all(run_id, reprocess=reprocess)
+    summary = run_all(run_id, reprocess=reprocess, max_documents=max_documents)
     click.echo(json.dumps(summary, indent=2, default=str))
+    click.echo(f"report: {summary['report']}", err=True)
 
 
 @cli.command("stage")

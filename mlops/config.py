@@ -98,6 +98,44 @@ class PreprocessSettings(BaseModel):
     near_duplicate_max_distance: int = Field(22, ge=0, le=256, description="256-bit phash Hamming distance")
 
 
+class ExtractSettings(BaseModel):
+    extractor: Literal["builtin", "http"] = "builtin"
+    ocr_dpi: int = Field(300, ge=72, le=600, description="scans are rendered/OCRed at most at this DPI")
+    tesseract_cmd: str | None = Field(None, description="path of the tesseract binary; default: on PATH")
+    http_url: str | None = Field(None, description="external extraction API (extractor: http)")
+    http_api_key: SecretStr | None = None
+    http_timeout_seconds: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> ExtractSettings:
+        if self.extractor == "http" and not self.http_url:
+            raise ValueError("extract.http_url must be set when extract.extractor is 'http'")
+        return self
+
+
+class QualitySettings(BaseModel):
+    suite_file: Path = Path("config/expectations/extractions.json")
+    passed_threshold: float = Field(0.95, ge=0, le=1)
+    warning_threshold: float = Field(0.90, ge=0, le=1)
+    data_docs: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QualitySettings:
+        if self.warning_threshold > self.passed_threshold:
+            raise ValueError("quality.warning_threshold must not exceed quality.passed_threshold")
+        return self
+
+
+class AnomalySettings(BaseModel):
+    rules_file: Path = Path("config/anomaly_rules.yaml")
+
+
+class BiasSettings(BaseModel):
+    max_difference: float = Field(0.2, ge=0, le=1)
+    min_ratio: float = Field(0.8, ge=0, le=1)
+    min_group_size: int = Field(3, ge=1)
+
+
 class Settings(BaseSettings):
     """Every setting of the platform. See .env.example and config/pipeline_config.yaml."""
 
@@ -122,6 +160,13 @@ class Settings(BaseSettings):
     prefixes: PrefixSettings = PrefixSettings()
     limits: LimitSettings = LimitSettings()
     preprocess: PreprocessSettings = PreprocessSettings()
+    extract: ExtractSettings = ExtractSettings()
+    quality: QualitySettings = QualitySettings()
+    anomalies: AnomalySettings = AnomalySettings()
+    bias: BiasSettings = BiasSettings()
+    labels_key: str | None = Field(
+        "landing/labels.jsonl", description="ground-truth labels in the object store, for accuracy metrics"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -147,7 +192,11 @@ class Settings(BaseSettings):
     def fingerprint(self) -> str:
         """A short hash of every non-secret setting, stored with each run to tell configs apart."""
         public = self.model_dump_json(
-            exclude={"object_store": {"access_key_id", "secret_access_key"}, "metadata": {"url"}}
+            exclude={
+                "object_store": {"access_key_id", "secret_access_key"},
+                "metadata": {"url"},
+                "extract": {"http_api_key"},
+            }
         )
         return hashlib.sha256(public.encode()).hexdigest()[:16]
 

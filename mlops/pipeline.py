@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mlops.config import Settings
 from mlops.stages import STAGE_NAMES, open_context, run_stage
 
 
-def run_counts(summaries: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """The run's document counts: seen = new + skipped; new = accepted + quarantined + duplicates."""
-    acquired = summaries.get("acquire_documents", {})
-    validated = summaries.get("validate_documents", {})
-    preprocessed = summaries.get("preprocess_documents", {})
-    quarantined = validated.get("quarantined", 0) + preprocessed.get("quarantined", 0)
-    return {
-        "seen": acquired.get("seen", 0),
-        "new": acquired.get("new", 0),
-        "skipped": acquired.get("skipped", 0),
-        "duplicates": acquired.get("duplicates", 0),
-        "quarantined": quarantined,
-        "accepted": validated.get("accepted", 0) - preprocessed.get("quarantined", 0),
-    }
-
-
-def run_all(run_id: str, settings: Settings | None = None, reprocess: bool = False) -> dict[str, Any]:
-    ctx = open_context(run_id, settings, reprocess=reprocess)
-    summaries: dict[str, dict[str, Any]] = {}
+def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> dict[str, Any]:
+    """Every stage in order; returns run_summary.json. A failing stage marks the run failed."""
+    ctx = open_context(run_id, settings, **options)
     try:
         for name in STAGE_NAMES:
-            summaries[name] = run_stage(name, run_id, ctx=ctx)
+            outcome = run_stage(name, ctx.run_id, ctx=ctx)
     except Exception:
-        ctx.metadata.finish_run(run_id, "failed", run_counts(summaries))
+        ctx.metadata.start_run(ctx.run_id, ctx.settings.fingerprint(), ctx.settings.pipeline_version)
+        ctx.metadata.finish_run(ctx.run_id, "failed", {})
         raise
-    counts = run_counts(summaries)
-    ctx.metadata.finish_run(run_id, "success", counts)
-    return {"run_id": run_id, "documents": counts, "stages": summaries, "outputs": ctx.store.uri(ctx.catalog.root)}
+    summary_key = f"{ctx.settings.prefixes.reports}/{ctx.run_id}/run_summary.json"
+    return json.loads(ctx.store.get_bytes(summary_key)) | {"report": outcome["report"]}

@@ -38,6 +38,17 @@ class Catalog:
     def load_table(self, name: str) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(self._get(self.key(name, "parquet"), name)))
 
+    def load_parts(self, name: str) -> pd.DataFrame:
+        """Concatenate the tables ``<name>/part-*.parquet`` written by mapped (batched) tasks."""
+        keys = [info.key for info in self.store.list(f"{self.root}/{name}") if info.key.endswith(".parquet")]
+        if not keys:
+            raise DatasetNotFound(
+                f"dataset {name!r} of run {self.run_id!r} has no parts under {self.store.uri(self.root + '/' + name)}; "
+                "run the stage that produces it first"
+            )
+        frames = [pd.read_parquet(io.BytesIO(self.store.get_bytes(key))) for key in sorted(keys)]
+        return pd.concat([frame for frame in frames if not frame.empty] or frames[:1], ignore_index=True)
+
     def save_json(self, name: str, payload: Any) -> str:
         key = self.key(name, "json")
         body = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()

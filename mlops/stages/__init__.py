@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +24,12 @@ STAGE_NAMES: tuple[str, ...] = (
     "acquire_documents",
     "validate_documents",
     "preprocess_documents",
+    "extract_data",
+    "validate_extraction",
+    "detect_anomalies",
+    "check_bias",
+    "store_results",
+    "generate_reports",
 )
 
 log = logging.getLogger("mlops.stages")
@@ -36,6 +44,16 @@ class StageContext:
     store: ObjectStore
     metadata: MetadataStore
     reprocess: bool = False
+    max_documents: int | None = None
+    as_of: date | None = None
+
+    @cached_property
+    def run_date(self) -> date:
+        """The date rules are evaluated against: the runner's logical date, else the run's start."""
+        if self.as_of:
+            return self.as_of
+        run = self.metadata.get_run(self.run_id)
+        return run["started_at"].date() if run else datetime.now(UTC).date()
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -45,17 +63,26 @@ class StageContext:
         self.metadata.record_event(self.run_id, stage, event, sha256=sha256, details=details or None)
 
 
-def open_context(run_id: str, settings: Settings | None = None, reprocess: bool = False) -> StageContext:
+def open_context(run_id: str, settings: Settings | None = None, **options: Any) -> StageContext:
+    """Options: reprocess, max_documents, as_of (see StageContext)."""
     settings = settings or get_settings()
     metadata = MetadataStore.from_settings(settings)
     metadata.migrate()
     return StageContext(
-        run_id=run_id,
+        run_id=normalise_run_id(run_id),
         settings=settings,
         store=open_object_store(settings),
         metadata=metadata,
-        reprocess=reprocess,
+        **options,
     )
+
+
+def normalise_run_id(run_id: str) -> str:
+    """Airflow run ids (``scheduled__2026-01-01T00:00:00+00:00``) made safe for object keys and paths."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._")
+    if not safe:
+        raise ValueError(f"run id {run_id!r} has no usable characters")
+    return safe
 
 
 def run_stage(
@@ -64,19 +91,21 @@ def run_stage(
     *,
     batch: int | None = None,
     settings: Settings | None = None,
-    reprocess: bool = False,
     ctx: StageContext | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Run one stage for one run; records its duration in the audit log and returns its summary."""
     if name not in STAGE_NAMES:
         raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
     module = importlib.import_module(f"mlops.stages.{name}")
-    ctx = ctx or open_context(run_id, settings, reprocess=reprocess)
-    if name == STAGE_NAMES[0]:
+    ctx = ctx or open_context(run_id, settings, **options)
+    run_id = ctx.run_id
+    if name == STAGE_NAMES[0] or ctx.metadata.get_run(run_id) is None:
         ctx.metadata.start_run(run_id, ctx.settings.fingerprint(), ctx.settings.pipeline_version)
     started = time.monotonic()
     summary = module.run(ctx, batch=batch) if batch is not None else module.run(ctx)
     seconds = round(time.monotonic() - started, 3)
+    ctx.catalog.save_json(f"{name}/summary" if batch is None else f"{name}/summary-{batch:04d}", summary)
     ctx.audit(name, "stage_finished", seconds=seconds, batch=batch, summary=summary)
     log.info("%s finished in %.1f s: %s", name, seconds, summary)
     return summary

@@ -39,20 +39,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
             ctx.metadata.reassign_landing_object(obj.key, obj.etag, ctx.run_id)
             ctx.audit(STAGE, "resumed", sha256=claim["sha256"], key=obj.key, first_run=claim["run_id"])
 
+    if ctx.max_documents:
+        unclaimed = unclaimed[: ctx.max_documents]  # the rest waits for the next run
     for obj in progress(unclaimed, total=len(unclaimed), desc="acquire"):
         take(ctx, obj)
 
     documents, duplicates = documents_of_run(ctx)
     ctx.catalog.save_table(f"{STAGE}/documents", documents)
     ctx.catalog.save_table(f"{STAGE}/duplicates", duplicates)
+    deferred = len(listed) - skipped - len(ctx.metadata.landing_objects(ctx.run_id))
     summary = {
-        "seen": len(listed),
+        "seen": len(listed) - deferred,
         "skipped": skipped,
-        "new": len(listed) - skipped,
+        "new": len(listed) - skipped - deferred,
+        "deferred": deferred,
         "documents": len(documents),
         "duplicates": len(duplicates),
     }
-    ctx.catalog.save_json(f"{STAGE}/summary", summary)
     return summary
 
 

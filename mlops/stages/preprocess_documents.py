@@ -25,6 +25,7 @@ from mlops.documents import iter_pages
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PageStats, PreprocessRecord
 from mlops.quarantine import quarantine
 from mlops.stages import StageContext
+from mlops.stages.extract_data import batch_count
 from mlops.stages.validate_documents import read_document
 from mlops.workers import WorkerFailure, run_sandboxed
 
@@ -168,7 +169,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.catalog.save_table(f"{STAGE}/documents", records)
     ctx.catalog.save_table(f"{STAGE}/pages", pages)
     ctx.metadata.save_preprocess_results(ctx.run_id, records)
-    ctx.metadata.mark_processed([record.sha256 for record in records], settings.pipeline_version, ctx.run_id)
     for record in records:
         ctx.metadata.update_document(record.sha256, status=DocumentStatus.PREPROCESSED)
         if record.near_duplicate_of:
@@ -179,6 +179,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "pages": len(pages),
         "near_duplicates": sum(record.near_duplicate_of is not None for record in records),
         "quarantined": quarantined,
+        "batches": list(range(batch_count(len(records), settings.batch_size))),
     }
 
 

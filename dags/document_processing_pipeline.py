@@ -1,0 +1,94 @@
+"""
+### Loan document processing pipeline
+
+Turns new student-loan documents in the landing area (text PDFs, scanned PDFs, JPEG, PNG,
+TIFF) into validated structured data, once a day or when triggered:
+
+`acquire_documents` → `validate_documents` → `preprocess_documents` → `extract_data` (one
+mapped task per batch of documents) → `validate_extraction` (Great Expectations gate) →
+`detect_anomalies` → `check_bias` (fairlearn) → `store_results` → `generate_reports`.
+
+**Params** (trigger form): `landing_prefix`, `max_documents` (0 = all), `reprocess`.
+
+**Outputs**: `reports/<run_id>/report.html` and `run_summary.json` in the object store
+(`reports/latest/` is the newest); quarantined documents under `quarantine/<sha256>/` next to
+`reason.json`. Bad documents never fail a run; a failed task is an infrastructure fault,
+retried with exponential backoff. Every task is idempotent for its run, so *Clear* re-runs it
+safely. Stage logic lives in the `mlops` package; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+
+from airflow.sdk import Param, chain, dag, task
+
+STAGE_DOCS = {
+    "acquire_documents": "Copy new landing objects once into content-addressed raw storage; skip what earlier runs finished.",
+    "validate_documents": "Magic bytes vs extension, size, encryption, page and pixel limits, in sandboxed workers; quarantine the bad.",
+    "preprocess_documents": "Pages, DPI, clarity, text layer, perceptual-hash re-scan detection; returns the extraction batches.",
+    "extract_data": "Text layer or Tesseract OCR, field parsing and document-type classification for one batch.",
+    "validate_extraction": "Great Expectations suite on the extracted table: score and PASSED/WARNING/FAILED gate, Data Docs.",
+    "detect_anomalies": "Rule checks from config/anomaly_rules.yaml and a robust z-score against history.",
+    "check_bias": "fairlearn MetricFrame: quality disparities by document type, servicer, format, pages, scan quality.",
+    "store_results": "Extractions, findings and metrics into the metadata store; mark documents processed.",
+    "generate_reports": "run_summary.json and report.html under reports/<run_id>/ and reports/latest/.",
+}
+
+
+def _record_failure(context):
+    from mlops.orchestration import record_task_failure
+
+    record_task_failure(context)
+
+
+def _stage_task(stage: str, **task_options):
+    def run_stage(batch: int | None = None, **context):
+        from mlops.orchestration import run_task
+
+        return run_task(stage, context, batch=batch)
+
+    return task(run_stage, task_id=stage, doc_md=STAGE_DOCS[stage], **task_options)
+
+
+@dag(
+    dag_id="document_processing_pipeline",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["loan-documents", "mlops"],
+    default_args={
+        "owner": "mlops",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=15),
+        "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": _record_failure,
+    },
+    params={
+        "landing_prefix": Param("landing", type="string", minLength=1, description="Object-store prefix to take documents from."),
+        "max_documents": Param(0, type="integer", minimum=0, description="Take at most this many new documents (0 = all)."),
+        "reprocess": Param(False, type="boolean", description="Process documents again even if this pipeline version did."),
+    },
+)
+def document_processing_pipeline():
+    batches = _stage_task("preprocess_documents")()
+    chain(
+        _stage_task("acquire_documents")(),
+        _stage_task("validate_documents")(),
+        batches,
+        _stage_task("extract_data", execution_timeout=timedelta(hours=4)).expand(batch=batches),
+        _stage_task("validate_extraction")(),
+        _stage_task("detect_anomalies")(),
+        _stage_task("check_bias")(),
+        _stage_task("store_results")(),
+        _stage_task("generate_reports")(),
+    )
+
+
+document_processing_pipeline()

@@ -1,0 +1,56 @@
+"""The Airflow runner's side of a task: turn the task context into one ``run_stage`` call.
+
+The DAG file only wires tasks; everything it needs from the platform is in this module,
+imported inside task bodies so the DAG file itself parses fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlops.config import get_settings, load_settings
+from mlops.stages import normalise_run_id, open_context, run_stage
+
+log = logging.getLogger("mlops.orchestration")
+# The XCom a task returns is its summary, except where a mapped task expands over one of its values.
+MAPPED_OVER = {"preprocess_documents": "batches"}
+
+
+def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> dict[str, Any]:
+    """Run ``stage`` for the DAG run in ``context`` with the trigger form's params."""
+    params = context.get("params") or {}
+    landing_prefix = params.get("landing_prefix")
+    settings = load_settings(prefixes={"landing": landing_prefix}) if landing_prefix else get_settings()
+    logical_date = context.get("logical_date") or context["dag_run"].run_after
+    summary = run_stage(
+        stage,
+        context["run_id"],
+        batch=batch,
+        settings=settings,
+        reprocess=bool(params.get("reprocess", False)),
+        max_documents=params.get("max_documents") or None,
+        as_of=logical_date.date(),
+    )
+    return summary[MAPPED_OVER[stage]] if stage in MAPPED_OVER else summary
+
+
+def record_task_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback: an audit event for the failed task; the run is marked failed.
+
+    Never raises: a callback that fails would hide the task's own error.
+    """
+    try:
+        task_instance = context["task_instance"]
+        ctx = open_context(context["run_id"])
+        ctx.audit(
+            task_instance.task_id,
+            "task_failed",
+            error=repr(context.get("exception")),
+            try_number=task_instance.try_number,
+            map_index=getattr(task_instance, "map_index", -1),
+        )
+        if ctx.metadata.get_run(ctx.run_id):
+            ctx.metadata.finish_run(ctx.run_id, "failed", {})
+    except Exception:  # noqa: BLE001
+        log.exception("could not record the failure of run %s", normalise_run_id(context.get("run_id", "?")))

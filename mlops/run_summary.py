@@ -1,0 +1,139 @@
+"""What a run did, assembled from its catalog datasets and its audit events: the content of
+run_summary.json, the run's metrics, and the tables the HTML report shows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mlops.errors import DatasetNotFound
+
+if TYPE_CHECKING:
+    from mlops.stages import StageContext
+
+RUN_STATUS = {"PASSED": "success", "WARNING": "warning", "FAILED": "failed"}
+
+
+def _optional_json(ctx: StageContext, name: str) -> Any:
+    try:
+        return ctx.catalog.load_json(name)
+    except DatasetNotFound:
+        return None
+
+
+def _optional_parts(ctx: StageContext, name: str) -> pd.DataFrame:
+    try:
+        return ctx.catalog.load_parts(name)
+    except DatasetNotFound:
+        return pd.DataFrame()
+
+
+def document_counts(ctx: StageContext) -> dict[str, int]:
+    """seen = new + skipped; new = accepted + quarantined + duplicates."""
+    acquired = _optional_json(ctx, "acquire_documents/summary") or {}
+    quarantined = len(quarantine_events(ctx))
+    new = acquired.get("new", 0)
+    duplicates = acquired.get("duplicates", 0)
+    return {
+        "seen": acquired.get("seen", 0),
+        "new": new,
+        "skipped": acquired.get("skipped", 0),
+        "accepted": new - quarantined - duplicates,
+        "quarantined": quarantined,
+        "duplicates": duplicates,
+    }
+
+
+def quarantine_events(ctx: StageContext) -> dict[str, dict[str, Any]]:
+    """The run's quarantine decisions, one per document (a retried task may repeat its event)."""
+    return {
+        event["sha256"]: event["details"]
+        for event in ctx.metadata.events(ctx.run_id)
+        if event["event"] == "quarantined"
+    }
+
+
+def stage_seconds(ctx: StageContext) -> dict[str, float]:
+    """Seconds per stage; mapped batches add up, a retried stage counts its last attempt."""
+    last: dict[tuple[str, Any], float] = {}
+    for event in ctx.metadata.events(ctx.run_id):
+        if event["event"] == "stage_finished":
+            last[(event["stage"], event["details"].get("batch"))] = event["details"]["seconds"]
+    totals: Counter[str] = Counter()
+    for (stage, _), seconds in last.items():
+        totals[stage] += seconds
+    return {stage: round(seconds, 3) for stage, seconds in totals.items()}
+
+
+def build_summary(ctx: StageContext) -> dict[str, Any]:
+    validation = _optional_json(ctx, "validate_extraction/result")
+    bias = _optional_json(ctx, "check_bias/result")
+    accuracy = _optional_json(ctx, "check_bias/accuracy")
+    anomalies = _optional_json(ctx, "detect_anomalies/summary")
+    extracted = _optional_parts(ctx, "extract_data")
+    run = ctx.metadata.get_run(ctx.run_id) or {}
+    gate = validation["status"] if validation else None
+    return {
+        "run_id": ctx.run_id,
+        "status": RUN_STATUS.get(gate, "success"),
+        "started_at": (run.get("started_at") or datetime.now(UTC)).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "pipeline_version": ctx.settings.pipeline_version,
+        "settings_fingerprint": ctx.settings.fingerprint(),
+        "documents": document_counts(ctx),
+        "quarantine_reasons": dict(Counter(event["reason"] for event in quarantine_events(ctx).values())),
+        "extraction": {
+            "documents": len(extracted),
+            "text_layer_pages": int(extracted["text_layer_pages"].sum()) if len(extracted) else 0,
+            "ocr_pages": int(extracted["ocr_pages"].sum()) if len(extracted) else 0,
+            "accuracy": _accuracy_table(accuracy),
+            "field_accuracy": accuracy["field_accuracy"] if accuracy else None,
+            "doc_type_accuracy": accuracy["doc_type_accuracy"] if accuracy else None,
+        },
+        "validation": {
+            "score": validation["score"],
+            "status": validation["status"],
+            "thresholds": {"passed": validation["thresholds"]["passed"], "warning": validation["thresholds"]["warning"]},
+            "data_docs": validation.get("data_docs"),
+        } if validation else None,
+        "anomalies": {"count": anomalies["count"], "by_detector": anomalies["by_detector"]} if anomalies else None,
+        "bias": bias["max_disparity"] if bias else None,
+        "bias_passed": bias["passed"] if bias else None,
+        "stage_seconds": stage_seconds(ctx),
+    }
+
+
+def _accuracy_table(accuracy: dict[str, Any] | None) -> dict[str, dict[str, float | None]] | None:
+    """{field: {text_layer: x, ocr: y, all: z}} from accuracy_by_group(..., "text_source")."""
+    if not accuracy:
+        return None
+    table: dict[str, dict[str, float | None]] = {}
+    for field, value in accuracy["fields"].items():
+        table[field] = {"all": value}
+        for group, grouped in accuracy["by_group"].items():
+            table[field][group] = grouped["fields"].get(field)
+    return table
+
+
+def metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Flat numeric metrics of a run, for the metadata store and DVC."""
+    flat: dict[str, float] = {f"documents.{key}": value for key, value in summary["documents"].items()}
+    if summary.get("validation"):
+        flat["validation.score"] = summary["validation"]["score"]
+    if summary.get("anomalies"):
+        flat["anomalies.count"] = summary["anomalies"]["count"]
+    extraction = summary["extraction"]
+    for key in ("field_accuracy", "doc_type_accuracy"):
+        if extraction.get(key) is not None:
+            flat[f"extraction.{key}"] = extraction[key]
+    for field, by_source in (extraction.get("accuracy") or {}).items():
+        for source, value in by_source.items():
+            if value is not None:
+                flat[f"accuracy.{field}.{source}"] = value
+    for dimension, disparity in (summary.get("bias") or {}).items():
+        if disparity is not None:
+            flat[f"bias.{dimension}"] = disparity
+    return flat

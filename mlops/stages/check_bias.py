@@ -1,0 +1,87 @@
+"""check_bias: is extraction equally good for every kind of document?
+
+Slices: document type, servicer, file format, page-count bucket and scan-quality bucket.
+Metrics per document: field completeness, mean field confidence, validation pass, and field
+accuracy where ground-truth labels exist (``labels_key`` in the object store; the sample
+corpus ships them). fairlearn's MetricFrame compares the groups (mlops.quality.bias). The
+same labels give the run's extraction accuracy per field, text layer vs OCR.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.errors import ObjectNotFound
+from mlops.extraction.evaluation import accuracy_by_group, field_matches
+from mlops.models import FIELD_NAMES
+from mlops.quality.bias import BiasThresholds, check_bias, page_bucket, scan_quality_bucket
+from mlops.stages import StageContext
+from mlops.stages.validate_extraction import extractions
+
+STAGE = "check_bias"
+
+
+def load_labels(ctx: StageContext) -> list[dict[str, Any]]:
+    """Ground truth rows (labels.jsonl) if the object store has them, else none."""
+    if not ctx.settings.labels_key:
+        return []
+    try:
+        body = ctx.store.get_bytes(ctx.settings.labels_key)
+    except ObjectNotFound:
+        return []
+    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+
+
+def bias_frame(extracted: pd.DataFrame, measured: pd.DataFrame, row_pass: dict[str, bool],
+               labels: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per document: the slice columns and the per-document quality metrics."""
+    measured = measured.set_index("sha256")
+    rows = []
+    for row in extracted.to_dict("records"):
+        sha256 = row["sha256"]
+        truth = (labels.get(sha256) or {}).get("fields") or {}
+        expected = [name for name in FIELD_NAMES if name in truth] or list(FIELD_NAMES)
+        present = [name for name in expected if not pd.isna(row.get(name))]
+        matches = field_matches(row, truth)
+        rows.append({
+            "sha256": sha256,
+            "doc_type": row.get("doc_type") or "unknown",
+            "servicer": row.get("servicer") or "unknown",
+            "format": measured.at[sha256, "format"],
+            "page_bucket": page_bucket(measured.at[sha256, "pages"]),
+            "scan_quality": scan_quality_bucket(bool(measured.at[sha256, "has_text_layer"]),
+                                                measured.at[sha256, "clarity"]),
+            "completeness": len(present) / len(expected),
+            "mean_confidence": float(np.mean([row[f"{name}_confidence"] for name in present])) if present else np.nan,
+            "validation_pass": float(row_pass.get(sha256, True)),
+            "field_accuracy": sum(matches.values()) / len(matches) if matches else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    extracted = extractions(ctx)
+    labels = load_labels(ctx)
+    if extracted.empty:
+        frame = pd.DataFrame()
+    else:
+        row_pass = ctx.catalog.load_json("validate_extraction/result")["row_pass"]
+        measured = ctx.catalog.load_table("preprocess_documents/documents")
+        frame = bias_frame(extracted, measured, row_pass, {label["sha256"]: label for label in labels})
+    settings = ctx.settings.bias
+    result = check_bias(frame, thresholds=BiasThresholds(
+        max_difference=settings.max_difference, min_ratio=settings.min_ratio, min_group_size=settings.min_group_size,
+    ))
+    ctx.catalog.save_json(f"{STAGE}/result", result.summary())
+    if not frame.empty:
+        ctx.catalog.save_table(f"{STAGE}/documents", frame)
+    accuracy = accuracy_by_group(extracted, labels, "text_source") if labels and not extracted.empty else None
+    ctx.catalog.save_json(f"{STAGE}/accuracy", accuracy)
+    for flag in result.flags:
+        ctx.audit(STAGE, "disparity", sentence=flag)
+    return {"passed": result.passed, "flags": len(result.flags), "max_disparity": result.max_disparity,
+            "field_accuracy": accuracy["field_accuracy"] if accuracy else None}

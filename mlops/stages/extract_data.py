@@ -1,0 +1,113 @@
+"""extract_data: text (PDF text layer, else Tesseract OCR), fields and document type.
+
+The preprocessed documents are split into batches of ``batch_size`` (sorted by sha256, so a
+batch means the same documents on every retry); Airflow maps one task over each batch, the
+CLI and DVC run them all. Each batch writes ``extract_data/part-NNNN.parquet``. OCR runs in
+the sandboxed pool: one single-threaded Tesseract per worker process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from mlops.extraction.extractors import ExtractJob, extract_document, make_extractor
+from mlops.extraction.ocr import ensure_tesseract
+from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
+from mlops.quarantine import quarantine
+from mlops.stages import StageContext
+from mlops.stages.validate_documents import read_document
+from mlops.workers import WorkerFailure, run_sandboxed
+
+STAGE = "extract_data"
+
+
+def documents_to_extract(ctx: StageContext) -> list[tuple[DocumentRecord, DocumentFormat]]:
+    acquired = {
+        row["sha256"]: DocumentRecord(**row)
+        for row in ctx.catalog.load_table("acquire_documents/documents").to_dict("records")
+    }
+    preprocessed = ctx.catalog.load_table("preprocess_documents/documents")
+    if preprocessed.empty:
+        return []
+    preprocessed = preprocessed.sort_values("sha256")
+    return [(acquired[row.sha256], DocumentFormat(row.format)) for row in preprocessed.itertuples()]
+
+
+def batch_count(documents: int, batch_size: int) -> int:
+    """At least one batch, so an empty run still flows through every task to its report."""
+    return max(1, math.ceil(documents / batch_size))
+
+
+def run(ctx: StageContext, batch: int | None = None) -> dict[str, Any]:
+    documents = documents_to_extract(ctx)
+    size = ctx.settings.batch_size
+    batches = range(batch_count(len(documents), size)) if batch is None else [batch]
+    totals = {"documents": 0, "text_layer_pages": 0, "ocr_pages": 0, "quarantined": 0}
+    for number in batches:
+        for key, value in extract_batch(ctx, number, documents[number * size : (number + 1) * size]).items():
+            totals[key] += value
+    return totals if batch is None else {"batch": batch, **totals}
+
+
+def extract_batch(
+    ctx: StageContext, number: int, documents: list[tuple[DocumentRecord, DocumentFormat]]
+) -> dict[str, int]:
+    settings = ctx.settings.extract
+    by_sha = {doc.sha256: doc for doc, _ in documents}
+    extractions: list[Extraction] = []
+    quarantined = 0
+    for job, result in _extract(ctx, documents):
+        if isinstance(result, WorkerFailure):
+            quarantine(ctx, STAGE, by_sha[job.sha256], result.reason, f"extraction: {result.detail}")
+            quarantined += 1
+            continue
+        extractions.append(result)
+        ctx.metadata.update_document(job.sha256, status=DocumentStatus.EXTRACTED)
+    ctx.catalog.save_table(f"{STAGE}/part-{number:04d}", [extraction.row() for extraction in extractions])
+    ctx.audit(STAGE, "batch_extracted", batch=number, documents=len(extractions), extractor=settings.extractor)
+    return {
+        "documents": len(extractions),
+        "text_layer_pages": sum(extraction.text_layer_pages for extraction in extractions),
+        "ocr_pages": sum(extraction.ocr_pages for extraction in extractions),
+        "quarantined": quarantined,
+    }
+
+
+def _extract(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFormat]]) -> Iterator[tuple[ExtractJob, Any]]:
+    settings = ctx.settings
+    if settings.extract.extractor == "http":
+        extractor = make_extractor(
+            "http",
+            url=settings.extract.http_url,
+            api_key=settings.extract.http_api_key.get_secret_value() if settings.extract.http_api_key else None,
+            timeout_seconds=settings.extract.http_timeout_seconds,
+        )
+        for job in _jobs(ctx, documents):
+            yield job, extractor.extract(job)
+        return
+    if documents:
+        ensure_tesseract(settings.extract.tesseract_cmd)
+    yield from run_sandboxed(
+        extract_document,
+        _jobs(ctx, documents),
+        total=len(documents),
+        workers=settings.workers,
+        timeout_seconds=settings.limits.timeout_seconds,
+        memory_mb=settings.limits.worker_memory_mb,
+        desc="extract",
+    )
+
+
+def _jobs(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFormat]]) -> Iterator[ExtractJob]:
+    settings = ctx.settings
+    for doc, doc_format in documents:
+        yield ExtractJob(
+            sha256=doc.sha256,
+            format=doc_format,
+            data=read_document(ctx, doc),
+            ocr_dpi=settings.extract.ocr_dpi,
+            text_layer_min_chars=settings.preprocess.text_layer_min_chars,
+            tesseract_cmd=settings.extract.tesseract_cmd,
+        )

@@ -1,0 +1,59 @@
+"""generate_reports: ``run_summary.json`` and ``report.html`` under ``reports/<run_id>/``, copied
+to ``reports/latest/``; the run is closed in the metadata store with its status and counts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlops.errors import DatasetNotFound
+from mlops.reporting import render_html, summary_problems
+from mlops.run_summary import build_summary, quarantine_events
+from mlops.stages import StageContext
+
+STAGE = "generate_reports"
+FINAL_STATUS = {"success": "success", "warning": "partial", "failed": "failed"}
+MAX_FINDINGS_SHOWN = 500
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    summary = build_summary(ctx)
+    problems = summary_problems(summary)
+    if problems:
+        raise ValueError(f"run_summary.json of run {ctx.run_id} is malformed: {'; '.join(problems)}")
+    html = render_html(summary, report_details(ctx))
+
+    reports = ctx.settings.prefixes.reports
+    body = json.dumps(summary, indent=2, default=str).encode()
+    for folder in (ctx.run_id, "latest"):
+        ctx.store.put_bytes(f"{reports}/{folder}/run_summary.json", body, content_type="application/json")
+        ctx.store.put_bytes(f"{reports}/{folder}/report.html", html.encode(), content_type="text/html")
+    ctx.metadata.finish_run(ctx.run_id, FINAL_STATUS[summary["status"]], summary["documents"])
+    return {
+        "status": summary["status"],
+        "summary": ctx.store.uri(f"{reports}/{ctx.run_id}/run_summary.json"),
+        "report": ctx.store.uri(f"{reports}/{ctx.run_id}/report.html"),
+    }
+
+
+def report_details(ctx: StageContext) -> dict[str, Any]:
+    """The tables behind the report's charts: failing expectations, findings, bias flags, quarantine."""
+    details: dict[str, Any] = {
+        "quarantined": [
+            {"filename": event.get("key", "").rsplit("/", 1)[-1], "reason": event["reason"], "detail": event["detail"]}
+            for event in quarantine_events(ctx).values()
+        ]
+    }
+    try:
+        validation = ctx.catalog.load_json("validate_extraction/result")
+        details["failing_expectations"] = [
+            outcome for outcome in validation["expectations"] if not outcome["success"]
+        ]
+        findings = ctx.catalog.load_table("detect_anomalies/findings")
+        details["findings"] = findings.head(MAX_FINDINGS_SHOWN).to_dict("records")
+        bias = ctx.catalog.load_json("check_bias/result")
+        details["bias_flags"] = bias["flags"]
+        details["bias_thresholds"] = bias["thresholds"]
+    except DatasetNotFound:
+        pass  # an earlier stage did not run: the report shows those sections as "not run"
+    return details

@@ -1,0 +1,39 @@
+"""store_results: persist the run's results; safe to repeat.
+
+Extractions (with their validation verdict), anomaly findings and run metrics go into the
+metadata store (upserts and a per-run replace, each in one transaction); the consolidated
+extractions table goes to the run's prefix as Parquet. Finally the documents are marked
+processed by this pipeline version, so later runs skip them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.models import DocumentStatus, Finding
+from mlops.run_summary import build_summary, metrics
+from mlops.stages import StageContext
+from mlops.stages.validate_extraction import extractions
+
+STAGE = "store_results"
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    extracted = extractions(ctx)
+    row_pass = ctx.catalog.load_json("validate_extraction/result")["row_pass"]
+    findings = [Finding(**row) for row in ctx.catalog.load_table("detect_anomalies/findings").to_dict("records")]
+
+    ctx.metadata.save_extractions(ctx.run_id, extracted.to_dict("records"), row_pass)
+    ctx.metadata.replace_findings(ctx.run_id, findings)
+    run_metrics = metrics(build_summary(ctx))
+    ctx.metadata.save_metrics(ctx.run_id, run_metrics)
+    if not extracted.empty:
+        extracted = extracted.assign(validation_pass=extracted["sha256"].map(row_pass))
+    key = ctx.catalog.save_table(f"{STAGE}/extractions", extracted)
+
+    shas = extracted["sha256"].tolist() if not extracted.empty else []
+    ctx.metadata.mark_processed(shas, ctx.settings.pipeline_version, ctx.run_id)
+    for sha256 in shas:
+        ctx.metadata.update_document(sha256, status=DocumentStatus.STORED)
+    return {"extractions": len(shas), "findings": len(findings), "metrics": len(run_metrics),
+            "dataset": ctx.store.uri(key)}

@@ -1,0 +1,52 @@
+"""validate_extraction: the Great Expectations gate on the extracted table.
+
+One GX validation for the whole run (importing GX costs seconds; validating is cheap), against
+the suite file in ``config/expectations/``. The score maps to PASSED / WARNING / FAILED by the
+configured thresholds; rows that break expectations are traced to their documents, and the GX
+Data Docs site is published under ``reports/<run_id>/data_docs/``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops.quality.expectations import GateThresholds, validate_extractions
+from mlops.stages import StageContext
+
+STAGE = "validate_extraction"
+
+
+def extractions(ctx: StageContext) -> pd.DataFrame:
+    return ctx.catalog.load_parts("extract_data")
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    settings = ctx.settings.quality
+    thresholds = GateThresholds(passed=settings.passed_threshold, warning=settings.warning_threshold)
+    with tempfile.TemporaryDirectory(prefix="data-docs-") as docs_dir:
+        result = validate_extractions(
+            extractions(ctx),
+            settings.suite_file,
+            thresholds=thresholds,
+            data_docs_dir=Path(docs_dir) if settings.data_docs else None,
+            as_of=ctx.run_date,
+        )
+        data_docs = publish_directory(ctx, Path(docs_dir), "data_docs") if result.data_docs_index else None
+    summary = result.summary()
+    ctx.catalog.save_json(f"{STAGE}/result", summary | {"data_docs": data_docs})
+    for sha256, broken in result.failing_rows.items():
+        ctx.audit(STAGE, "expectations_failed", sha256=sha256, expectations=broken)
+    return {"score": result.score, "status": str(result.status), "rows": result.rows, "data_docs": data_docs}
+
+
+def publish_directory(ctx: StageContext, directory: Path, name: str) -> str:
+    """Upload a local directory tree under ``reports/<run_id>/<name>/``; returns its index URI."""
+    prefix = f"{ctx.settings.prefixes.reports}/{ctx.run_id}/{name}"
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            ctx.store.put_file(f"{prefix}/{path.relative_to(directory).as_posix()}", path)
+    return ctx.store.uri(f"{prefix}/index.html")
