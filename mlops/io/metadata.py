@@ -1,23 +1,31 @@
-"""The platform's metadata store: documents, landing objects, runs, watermarks and the audit log.
+"""The platform's metadata store: documents, landing objects, runs, watermarks, the audit log,
+preprocess results, extractions, anomaly findings and per-run metrics.
 
 One implementation on SQLAlchemy 2 serves both backends: Postgres in production and a SQLite
 file for the embedded default. Alembic (``mlops/io/migrations``) is the only thing that creates
 or changes tables; :meth:`MetadataStore.migrate` runs ``alembic upgrade head`` in-process, so no
-``alembic.ini`` is needed on disk. The ORM classes below mirror migration 0001 and a test checks
-that the two agree.
+``alembic.ini`` is needed on disk. The ORM classes below mirror the migrations (0001 foundation,
+0002 results) and a test checks that the two agree.
 
 Contract: every write method is one transaction, and every insert that a retried task may repeat
 is an ``INSERT ... ON CONFLICT`` against a unique constraint, so duplicates are impossible by
 construction rather than avoided by luck. Reads return plain dicts (column name -> value,
 timestamps timezone-aware UTC) or the pydantic models of :mod:`mlops.models`.
+
+Results (0002): ``extractions`` keeps one row per (sha256, run_id) with the whole flat
+:meth:`mlops.models.Extraction.row` in a JSON column (JSONB on Postgres) next to a few typed
+columns; values are made JSON-safe first (numpy/pandas scalars become Python values, NaN and
+infinities become null). ``findings`` holds a run's anomalies and is replaced as a whole when a
+run is re-checked; ``run_metrics`` is one float per (run_id, name).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TextIO
@@ -29,9 +37,18 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mlops.errors import MlopsError
-from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PreprocessRecord, QuarantineReason
+from mlops.models import (
+    DocumentFormat,
+    DocumentRecord,
+    DocumentStatus,
+    Finding,
+    PreprocessRecord,
+    QuarantineReason,
+)
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mlops.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -182,6 +199,69 @@ class PreprocessResult(Base):
     near_duplicate_distance: Mapped[int | None] = mapped_column(sa.Integer)
 
 
+class ExtractionResult(Base):
+    """One document's extraction in one run; ``data`` is the whole flat ``Extraction.row()``."""
+
+    __tablename__ = "extractions"
+    __table_args__ = (sa.UniqueConstraint("sha256", "run_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    extractor: Mapped[str] = mapped_column(sa.String(64))
+    doc_type: Mapped[str | None] = mapped_column(sa.String(64))
+    doc_type_confidence: Mapped[float] = mapped_column(sa.Float)
+    text_source: Mapped[str] = mapped_column(sa.String(16))
+    pages: Mapped[int] = mapped_column(sa.Integer)
+    text_layer_pages: Mapped[int] = mapped_column(sa.Integer)
+    ocr_pages: Mapped[int] = mapped_column(sa.Integer)
+    ocr_confidence: Mapped[float | None] = mapped_column(sa.Float)
+    validation_pass: Mapped[bool | None] = mapped_column(sa.Boolean)
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class FindingRow(Base):
+    """One anomaly finding of a run (see :class:`mlops.models.Finding`)."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    field: Mapped[str | None] = mapped_column(sa.String(64))
+    value: Mapped[str | None] = mapped_column(sa.Text)
+    detector: Mapped[str] = mapped_column(sa.String(64))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+
+class RunMetric(Base):
+    """One named number of a run (NULL stands for NaN)."""
+
+    __tablename__ = "run_metrics"
+    __table_args__ = (sa.UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(255))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[float | None] = mapped_column(sa.Float)
+
+
+EXTRACTION_COLUMNS: tuple[str, ...] = (
+    "sha256",
+    "extractor",
+    "doc_type",
+    "doc_type_confidence",
+    "text_source",
+    "pages",
+    "text_layer_pages",
+    "ocr_pages",
+    "ocr_confidence",
+)  # typed columns of ``extractions`` copied from the flat row (everything is also in ``data``)
+
+
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -195,6 +275,38 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe Python scalar: numpy/pandas scalars unwrapped, NaN/NA/NaT/infinity -> None,
+    dates as ISO strings. Containers are converted element by element."""
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):  # StrEnum and other subclasses
+        return str(value)
+    if isinstance(value, float):  # also numpy.float64
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, int):  # IntEnum and other subclasses
+        return int(value)
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas.NA, pandas.NaT (a datetime subclass)
+        return None
+    if isinstance(value, datetime | date):  # also pandas.Timestamp
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalar (bool_, int64, ...)
+        return _plain(value.item())
+    if hasattr(value, "tolist"):  # numpy array
+        return _plain(value.tolist())
+    try:
+        number = float(value)  # Decimal, Fraction, ...
+    except (TypeError, ValueError):
+        raise TypeError(f"{type(value).__name__} {value!r} is not JSON serialisable") from None
+    return number if math.isfinite(number) else None
 
 
 class MetadataStore:
@@ -522,6 +634,148 @@ class MetadataStore:
             query = query.where(PreprocessResult.run_id != exclude_run_id)
         with self.engine.connect() as conn:
             return [(sha, phash) for sha, phash in conn.execute(query.order_by(PreprocessResult.sha256))]
+
+    # -- extractions ------------------------------------------------------------------------
+
+    def save_extractions(
+        self, run_id: str, rows: list[dict[str, Any]], validation_pass: dict[str, bool] | None = None
+    ) -> int:
+        """Upsert ``Extraction.row()`` dicts of a run on (sha256, run_id); return the rows written.
+
+        A retried task overwrites its own rows (all columns, ``data`` and ``created_at``). A
+        document missing from ``validation_pass`` (sha256 -> passed) gets NULL. Values are made
+        JSON-safe: numpy/pandas scalars become Python values, NaN/None/NaT become null.
+        """
+        passed = {sha: _plain(flag) for sha, flag in (validation_pass or {}).items()}
+        latest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            data = _plain(dict(row))
+            if not data.get("sha256"):
+                raise MetadataError(f"extraction row without sha256: {sorted(data)}")
+            latest[data["sha256"]] = data
+        now = utcnow()
+        records = [
+            {
+                **{column: data.get(column) for column in EXTRACTION_COLUMNS},
+                "run_id": run_id,
+                "validation_pass": None if passed.get(sha) is None else bool(passed[sha]),
+                "data": data,
+                "created_at": now,
+            }
+            for sha, data in latest.items()
+        ]
+        table = ExtractionResult.__table__
+        with self._write() as conn:
+            for chunk in _chunks(records):
+                stmt = self._dialect_insert(table).values(list(chunk))
+                updated = {
+                    column.name: stmt.excluded[column.name]
+                    for column in table.columns
+                    if column.name not in ("id", "sha256", "run_id")
+                }
+                conn.execute(stmt.on_conflict_do_update(index_elements=["sha256", "run_id"], set_=updated))
+        return len(records)
+
+    def extractions(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Flat extraction rows: the saved ``Extraction.row()`` plus ``run_id`` and ``validation_pass``.
+
+        One run's rows by sha256; all runs' rows in the order they were first written.
+        """
+        table = ExtractionResult.__table__
+        query = sa.select(table.c.run_id, table.c.validation_pass, table.c.data)
+        if run_id is None:
+            query = query.order_by(table.c.id)
+        else:
+            query = query.where(table.c.run_id == run_id).order_by(table.c.sha256)
+        with self.engine.connect() as conn:
+            return [
+                {**row.data, "run_id": row.run_id, "validation_pass": row.validation_pass}
+                for row in conn.execute(query)
+            ]
+
+    def field_history(
+        self, fields: Sequence[str], exclude_run_id: str | None = None, limit: int = 5000
+    ) -> pd.DataFrame:
+        """Numeric values of ``fields`` from the most recent ``limit`` saved extractions of other runs.
+
+        One float64 column per field (non-numeric or missing values are NaN), one row per
+        extraction, oldest first. Values are read from the ``data`` JSON in Python so the query is
+        the same on both backends.
+        """
+        import pandas as pd
+
+        fields = list(fields)
+        table = ExtractionResult.__table__
+        query = sa.select(table.c.data).order_by(table.c.id.desc()).limit(max(int(limit), 0))
+        if exclude_run_id is not None:
+            query = query.where(table.c.run_id != exclude_run_id)
+        with self.engine.connect() as conn:
+            datas = list(conn.scalars(query))
+        datas.reverse()
+        frame = pd.DataFrame(
+            {field: [data.get(field) for data in datas] for field in fields}, columns=fields, dtype=object
+        )
+        return frame.apply(lambda column: pd.to_numeric(column, errors="coerce")).astype("float64")
+
+    # -- findings and metrics ---------------------------------------------------------------
+
+    def replace_findings(self, run_id: str, findings: Iterable[Finding]) -> int:
+        """Delete the run's findings and insert these in one transaction; return how many."""
+        now = utcnow()
+        rows = [
+            {
+                "run_id": run_id,
+                "sha256": finding.sha256,
+                "field": finding.field,
+                "value": finding.value,
+                "detector": finding.detector,
+                "severity": finding.severity,
+                "reason": finding.reason,
+                "created_at": now,
+            }
+            for finding in findings
+        ]
+        table = FindingRow.__table__
+        with self._write() as conn:
+            conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+            for chunk in _chunks(rows):
+                conn.execute(sa.insert(table), list(chunk))
+        return len(rows)
+
+    def findings(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Findings in the order they were written (id, run_id, sha256, field, value, detector,
+        severity, reason, created_at), optionally of one run."""
+        table = FindingRow.__table__
+        query = sa.select(table).order_by(table.c.id)
+        return self._all(query if run_id is None else query.where(table.c.run_id == run_id))
+
+    def save_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Upsert named numbers of a run on (run_id, name); NaN and None are stored as NULL."""
+        rows = [
+            {"run_id": run_id, "name": str(name), "value": None if (v := _plain(value)) is None else float(v)}
+            for name, value in metrics.items()
+        ]
+        if not rows:
+            return
+        table = RunMetric.__table__
+        with self._write() as conn:
+            for chunk in _chunks(rows):
+                stmt = self._dialect_insert(table).values(list(chunk))
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "name"], set_={"value": stmt.excluded.value}
+                    )
+                )
+
+    def metrics(self, run_id: str) -> dict[str, float]:
+        """The run's metrics by name (a NULL value comes back as NaN)."""
+        query = (
+            sa.select(RunMetric.name, RunMetric.value)
+            .where(RunMetric.run_id == run_id)
+            .order_by(RunMetric.name)
+        )
+        with self.engine.connect() as conn:
+            return {name: math.nan if value is None else float(value) for name, value in conn.execute(query)}
 
     # -- helpers ----------------------------------------------------------------------------
 
