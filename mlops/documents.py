@@ -26,9 +26,6 @@ MIME_FORMATS = {
 }
 POINTS_PER_INCH = 72.0
 
-# Size limits are enforced explicitly in inspect_document; Pillow's own guard would raise first.
-Image.MAX_IMAGE_PIXELS = None
-
 
 class Rejected(Exception):
     def __init__(self, reason: QuarantineReason, detail: str):
@@ -144,6 +141,8 @@ def _check_image(job: InspectJob) -> int:
                 image.load()
     except Rejected:
         raise
+    except Image.DecompressionBombError as error:
+        raise Rejected(QuarantineReason.DECOMPRESSION_BOMB, str(error)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise Rejected(QuarantineReason.CORRUPT, f"the image cannot be decoded: {error}") from None
     return frames

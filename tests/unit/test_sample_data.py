@@ -12,7 +12,6 @@ import struct
 from collections import Counter
 from datetime import date, datetime
 
-import imagehash
 import pypdfium2
 import pytesseract
 import pytest
@@ -63,15 +62,6 @@ def kind(row: dict) -> str:
 def pdf_text(data: bytes) -> list[str]:
     document = pypdfium2.PdfDocument(data)
     return [document[n].get_textpage().get_text_range() for n in range(len(document))]
-
-
-def page_one_at_100_dpi(data: bytes, row: dict) -> Image.Image:
-    """Page 1 as a 100-DPI grayscale image, whatever the file format (how a near-duplicate check sees it)."""
-    if row["format"] == "pdf":
-        return pypdfium2.PdfDocument(data)[0].render(scale=100 / 72).to_pil().convert("L")
-    image = Image.open(io.BytesIO(data))
-    scale = 100 / row["dpi"]
-    return image.convert("L").resize((round(image.width * scale), round(image.height * scale)))
 
 
 def parse_money(text: str) -> float:
@@ -168,7 +158,8 @@ def test_bad_inputs_are_bad_the_way_their_labels_say(corpus, by_name):
     assert len(PdfReader(io.BytesIO(oversized)).pages) == by_name["bad-too-large.pdf"]["pages"]
 
 
-def test_decompression_bomb_declares_a_huge_image_in_a_small_file(corpus):
+def test_decompression_bomb_declares_a_huge_image_in_a_small_file(corpus, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 90_000_000)
     bomb = corpus[0]["bad-decompression-bomb.png"]
     width, height = struct.unpack(">II", bomb[16:24])
     assert width * height > 90_000_000
@@ -295,14 +286,10 @@ def test_exact_duplicates_repeat_an_earlier_document_under_another_name(corpus, 
         assert row["fields"] == original["fields"]
 
 
-def test_rescans_are_perceptually_close_to_their_original_and_far_from_others(corpus, by_name):
-    files, rows = corpus
-    documents = [row for row in good_rows(rows) if row["duplicate_of"] is None]
-    hashes = {
-        row["filename"]: imagehash.phash(page_one_at_100_dpi(files[row["filename"]], row))
-        for row in documents
-    }
-    rescans = [row for row in documents if row["near_duplicate_of"]]
+def test_rescans_reprint_their_original_at_another_scan_quality(corpus, by_name):
+    """Whether preprocessing finds them is tested in test_preprocess_metrics."""
+    _, rows = corpus
+    rescans = [row for row in good_rows(rows) if row["near_duplicate_of"]]
     assert rescans
     for row in rescans:
         original = by_name[row["near_duplicate_of"]]
@@ -312,16 +299,6 @@ def test_rescans_are_perceptually_close_to_their_original_and_far_from_others(co
             original["dpi"],
             original["scan_quality"],
         )
-        distance = hashes[row["filename"]] - hashes[original["filename"]]
-        assert distance <= 8
-        unrelated = [
-            hashes[row["filename"]] - hashes[name]
-            for name in hashes
-            if name not in (row["filename"], original["filename"])
-            and by_name[name]["near_duplicate_of"] != original["filename"]
-        ]
-        assert min(unrelated) > distance
-        assert sorted(unrelated)[len(unrelated) // 2] >= 16
 
 
 def test_tesseract_reads_the_account_number_on_the_noisiest_scan(corpus, monkeypatch):
