@@ -22,7 +22,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import Param, chain, dag, task
 
 STAGE_DOCS = {

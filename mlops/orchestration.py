@@ -52,5 +52,5 @@ def record_task_failure(context: dict[str, Any]) -> None:
         )
         if ctx.metadata.get_run(ctx.run_id):
             ctx.metadata.finish_run(ctx.run_id, "failed", {})
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("could not record the failure of run %s", normalise_run_id(context.get("run_id", "?")))
