@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
+import pypdfium2
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from pypdf import PdfReader, PdfWriter
@@ -282,6 +283,7 @@ class Slot:
     anomaly: str | None = None
     duplicate_of: int | None = None
     near_duplicate_of: int | None = None
+    printed_from_pdf: bool = False
     document: Document | None = field(default=None, repr=False)
 
 
@@ -311,7 +313,7 @@ def generate_corpus(
             row = {**original_row, "duplicate_of": original_name}
         else:
             rng = random.Random(f"{seed}:render:{slot.index}")
-            data, row = _render(slot.document, slot.kind, slot.pages, rng)
+            data, row = _render(slot.document, slot.kind, slot.pages, rng, slot.printed_from_pdf)
             if slot.near_duplicate_of is not None:
                 row["near_duplicate_of"] = outputs[slot.near_duplicate_of][0]
         row = _finish_row(row, filename, data)
@@ -383,6 +385,7 @@ def _plan(count: int, seed: int) -> list[Slot]:
                 pages,
                 source.anomaly,
                 near_duplicate_of=source.index,
+                printed_from_pdf=source.kind == "text_pdf",
                 document=document,
             )
     return [slots[i] for i in range(count)]
@@ -706,18 +709,38 @@ def _layout_page(doc_type: str, page: int, pages: int, printed: dict[str, str], 
 # ---------------------------------------------------------------- rendering
 
 
-def _render(document: Document, kind: str, pages: int, rng: random.Random) -> tuple[bytes, dict]:
+def _render(
+    document: Document, kind: str, pages: int, rng: random.Random, printed_from_pdf: bool = False
+) -> tuple[bytes, dict]:
+    """The document as a file of `kind`. A re-scan of a text PDF is a scan of that PDF as printed
+    (same typeface), so its pages match the original as a near-duplicate detector would see them."""
     row = _document_row(document, kind, pages)
     if kind == "text_pdf":
         return _text_pdf(document), row
     dpi = rng.choice(SCAN_DPIS)
     quality = _scan_quality(kind, rng)
     noise_rng = np.random.default_rng(rng.getrandbits(64))
-    images = [
-        _scan(_rasterize(ops, dpi, quality.paper), quality, noise_rng) for ops in document.pages[:pages]
-    ]
+    if printed_from_pdf:
+        clean = _print_pdf(_text_pdf(document), dpi, quality.paper)[:pages]
+    else:
+        clean = [_rasterize(ops, dpi, quality.paper) for ops in document.pages[:pages]]
+    images = [_scan(page, quality, noise_rng) for page in clean]
     row.update(dpi=dpi, scan_quality=quality.label())
     return _encode_scan(images, kind, dpi, quality, TITLES[document.doc_type][0]), row
+
+
+def _print_pdf(pdf: bytes, dpi: int, paper: int) -> list[Image.Image]:
+    """Every page of a PDF rendered by PDFium onto paper of gray level `paper`."""
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        return [
+            page.render(scale=dpi / 72, grayscale=True, fill_color=(paper, paper, paper, 255))
+            .to_pil()
+            .convert("L")
+            for page in document
+        ]
+    finally:
+        document.close()
 
 
 def _document_row(document: Document, kind: str, pages: int) -> dict:
