@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -179,7 +180,8 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier sources win, so the overlay comes before the pipeline config.
         yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(_yaml_files())]
-        return (init_settings, env_settings, dotenv_settings, *yaml_sources, file_secret_settings)
+        dotenv = _PlatformDotEnv(settings_cls)
+        return (init_settings, env_settings, dotenv, *yaml_sources, file_secret_settings)
 
     @property
     def local_root(self) -> Path:
@@ -201,6 +203,19 @@ class Settings(BaseSettings):
         return hashlib.sha256(public.encode()).hexdigest()[:16]
 
 
+class _PlatformDotEnv(DotEnvSettingsSource):
+    """.env is shared with Docker Compose: keep the MLOPS_* keys (a misspelt one is still an
+    error) and leave the other services' variables (POSTGRES_PASSWORD, ...) alone."""
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = ENV_PREFIX.lower()
+        return {
+            key: value
+            for key, value in super().__call__().items()
+            if key in self.settings_cls.model_fields or key.startswith(prefix)
+        }
+
+
 def _yaml_files() -> list[Path]:
     """YAML files in rising precedence: the pipeline config, then the optional params overlay."""
     files = [Path(os.environ.get(f"{ENV_PREFIX}CONFIG_FILE", DEFAULT_CONFIG_FILE))]
@@ -216,6 +231,12 @@ def _explain(error: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for item in error.errors():
         dotted = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(
+                f"  {dotted.upper() if dotted.startswith(ENV_PREFIX.lower()) else dotted}: unknown setting. "
+                "Fix: check its spelling against .env.example and config/pipeline_config.yaml."
+            )
+            continue
         env_name = ENV_PREFIX + "__".join(str(part).upper() for part in item["loc"])
         given = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
         lines.append(

@@ -72,3 +72,11 @@ def test_fingerprint_changes_with_settings_but_ignores_secrets(workdir, monkeypa
     assert load_settings().fingerprint() == base
     monkeypatch.setenv("MLOPS_LIMITS__MAX_PAGES", "9")
     assert load_settings().fingerprint() != base
+
+
+def test_dotenv_shared_with_compose_keeps_other_services_keys_out(workdir):
+    (workdir / ".env").write_text("POSTGRES_PASSWORD=something-long-enough\nMLOPS_WORKERS=1\n")
+    assert load_settings().workers == 1
+    (workdir / ".env").write_text("MLOPS_WORKRS=1\n")
+    with pytest.raises(ConfigError, match="MLOPS_WORKRS: unknown setting"):
+        load_settings()
