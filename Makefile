@@ -6,11 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_COUNT ?= 24
 
-.PHONY: demo test venv dev-venv system-deps lint clean-data help
+.PHONY: demo test venv dev-venv system-deps lint clean-data help secrets bench
 
 help:
 	@echo "make demo   - set up .venv, generate sample documents, run the pipeline locally"
 	@echo "make test   - set up .venv + test servers, run the whole test suite"
+	@echo "make bench  - throughput and memory on a few hundred documents (benchmarks/)"
+	@echo "make secrets - a fresh .env with random secrets for Docker Compose"
 	@echo "make lint   - ruff"
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
@@ -30,9 +32,23 @@ dev-venv: system-deps $(VENV)/.dev-installed
 system-deps:
 	@bash scripts/system-deps.sh
 
+AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False
+
 demo: venv
 	@test -n "$$(ls -A data/landing 2>/dev/null)" || $(PY) -m mlops sample-data --count $(DEMO_COUNT) --seed 7
-	$(PY) -m mlops run
+	@mkdir -p logs
+	@echo "running the Airflow DAG in-process (airflow dags test); log: logs/demo-dag-test.log"
+	@$(AIRFLOW_ENV) $(VENV)/bin/airflow db migrate > logs/demo-airflow-db.log 2>&1
+	@$(AIRFLOW_ENV) $(VENV)/bin/airflow dags test document_processing_pipeline > logs/demo-dag-test.log 2>&1 \
+		|| { tail -n 40 logs/demo-dag-test.log; exit 1; }
+	@$(PY) -m mlops summary
+
+secrets:
+	@bash scripts/make-secrets.sh
+
+bench: venv
+	$(PY) benchmarks/run_benchmark.py --count $${BENCH_COUNT:-200} --workers $$(nproc)
 
 test: dev-venv
 	@admin_url=$$(bash scripts/test-services.sh) && \
@@ -42,4 +58,4 @@ lint: dev-venv
 	$(VENV)/bin/ruff check mlops dags tests benchmarks
 
 clean-data:
-	rm -rf data/landing data/raw data/quarantine data/runs data/reports data/metadata.db*
+	rm -rf data/landing data/raw data/quarantine data/runs data/reports data/metadata.db* airflow_home

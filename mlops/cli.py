@@ -126,6 +126,32 @@ def stage(name: str, run_id: str, batch: int | None, reprocess: bool) -> None:
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
+@cli.command("summary")
+@click.option("--run-id", default="latest", show_default=True, help="Which run's report.")
+def summary(run_id: str) -> None:
+    """Print a run's run_summary.json and where its HTML report is."""
+    from mlops.config import get_settings
+    from mlops.errors import DatasetNotFound, ObjectNotFound
+    from mlops.io.objects import open_object_store
+
+    settings = get_settings()
+    store = open_object_store(settings)
+    folder = f"{settings.prefixes.reports}/{run_id}"
+    try:
+        body = json.loads(store.get_bytes(f"{folder}/run_summary.json"))
+    except ObjectNotFound:
+        raise DatasetNotFound(f"no report for run {run_id!r} at {store.uri(folder)}; run the pipeline first") from None
+    documents, validation = body["documents"], body.get("validation") or {}
+    click.echo(json.dumps(body, indent=2))
+    click.echo(
+        f"\nrun {body['run_id']}: {body['status']} | seen {documents['seen']}, new {documents['new']}, "
+        f"skipped {documents['skipped']}, accepted {documents['accepted']}, quarantined {documents['quarantined']}, "
+        f"duplicates {documents['duplicates']} | validation {validation.get('status', 'not run')}"
+    )
+    click.echo(f"report:  {store.uri(f'{folder}/report.html')}")
+    click.echo(f"summary: {store.uri(f'{folder}/run_summary.json')}")
+
+
 @cli.command("audit-export")
 @click.option("--run-id", help="Only this run's events.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: standard output.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -75,6 +76,11 @@ def open_context(run_id: str, settings: Settings | None = None, **options: Any) 
         metadata=metadata,
         **options,
     )
+
+
+def batch_count(documents: int, batch_size: int) -> int:
+    """Extraction batches: at least one, so an empty run still flows through every task to its report."""
+    return max(1, math.ceil(documents / batch_size))
 
 
 def normalise_run_id(run_id: str) -> str:

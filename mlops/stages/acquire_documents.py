@@ -73,6 +73,11 @@ def _finished(ctx: StageContext, sha256: str, processed: set[str]) -> bool:
     return sha256 in processed or (document is not None and document["status"] == DocumentStatus.QUARANTINED)
 
 
+def raw_key_for(ctx: StageContext, sha256: str) -> str:
+    """Content-addressed: the same bytes always have the same key (quarantine moves them on)."""
+    return f"{ctx.settings.prefixes.raw}/{sha256[:2]}/{sha256}"
+
+
 def take(ctx: StageContext, obj: ObjectInfo) -> None:
     """Hash the landing object, copy it once into raw storage and register it; safe to repeat."""
     digest = hashlib.sha256()
@@ -80,7 +85,7 @@ def take(ctx: StageContext, obj: ObjectInfo) -> None:
         while chunk := stream.read(HASH_CHUNK):
             digest.update(chunk)
     sha256 = digest.hexdigest()
-    raw_key = f"{ctx.settings.prefixes.raw}/{sha256[:2]}/{sha256}"
+    raw_key = raw_key_for(ctx, sha256)
     existing = ctx.metadata.get_document(sha256)
     is_duplicate = existing is not None and existing["source_key"] != obj.key
     if not is_duplicate:
@@ -117,6 +122,6 @@ def documents_of_run(ctx: StageContext) -> tuple[list[DocumentRecord], list[Dupl
             source_key=document["source_key"],
             original_filename=document["original_filename"],
             size_bytes=document["size_bytes"],
-            raw_key=document["raw_key"],
+            raw_key=raw_key_for(ctx, row["sha256"]),
         )
     return sorted(documents.values(), key=lambda doc: doc.source_key), duplicates

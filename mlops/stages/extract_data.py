@@ -8,7 +8,6 @@ the sandboxed pool: one single-threaded Tesseract per worker process.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from mlops.extraction.extractors import ExtractJob, extract_document, make_extra
 from mlops.extraction.ocr import ensure_tesseract
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
 from mlops.quarantine import quarantine
-from mlops.stages import StageContext
+from mlops.stages import StageContext, batch_count
 from mlops.stages.validate_documents import read_document
 from mlops.workers import WorkerFailure, run_sandboxed
 
@@ -33,11 +32,6 @@ def documents_to_extract(ctx: StageContext) -> list[tuple[DocumentRecord, Docume
         return []
     preprocessed = preprocessed.sort_values("sha256")
     return [(acquired[row.sha256], DocumentFormat(row.format)) for row in preprocessed.itertuples()]
-
-
-def batch_count(documents: int, batch_size: int) -> int:
-    """At least one batch, so an empty run still flows through every task to its report."""
-    return max(1, math.ceil(documents / batch_size))
 
 
 def run(ctx: StageContext, batch: int | None = None) -> dict[str, Any]:

@@ -24,8 +24,7 @@ from scipy import ndimage
 from mlops.documents import iter_pages
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PageStats, PreprocessRecord
 from mlops.quarantine import quarantine
-from mlops.stages import StageContext
-from mlops.stages.extract_data import batch_count
+from mlops.stages import StageContext, batch_count
 from mlops.stages.validate_documents import read_document
 from mlops.workers import WorkerFailure, run_sandboxed
 
