@@ -47,8 +47,13 @@ demo: venv
 secrets:
 	@bash scripts/make-secrets.sh
 
+BENCH_COUNT ?= 200
+BENCH_SEED ?= 7
+BENCH_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
 bench: venv
-	$(PY) benchmarks/run_benchmark.py --count $${BENCH_COUNT:-200} --workers $$(nproc)
+	$(PY) benchmarks/run_benchmark.py --count $(BENCH_COUNT) --seed $(BENCH_SEED) --workers $(BENCH_WORKERS) \
+		--out benchmarks/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).json
 
 test: dev-venv
 	@admin_url=$$(bash scripts/test-services.sh) && \
