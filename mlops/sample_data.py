@@ -35,7 +35,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, ByteStringObject
 
-from mlops.models import DocumentFormat, QuarantineReason
+from mlops.models import DOCUMENT_TYPES as DOC_TYPES
+from mlops.models import FIELD_NAMES, DocumentFormat, QuarantineReason
 
 LABELS_FILENAME = "labels.jsonl"
 PAGE_WIDTH_PT = 612.0
@@ -44,24 +45,6 @@ MARGIN_PT = 72.0
 SCAN_DPIS = (150, 200, 240, 300)
 BOMB_SIDE_PX = 20_000
 FIXED_CREATION_DATE = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
-DOC_TYPES = (
-    "master_promissory_note",
-    "disclosure_statement",
-    "billing_statement",
-    "deferment_forbearance_request",
-    "idr_application",
-    "enrollment_verification",
-)
-FIELD_NAMES = (
-    "borrower_name",
-    "account_number",
-    "servicer",
-    "principal",
-    "interest_rate",
-    "disbursement_date",
-    "term_months",
-    "monthly_payment",
-)
 FIELD_LABELS = {
     "borrower_name": "Borrower Name",
     "account_number": "Account Number",
