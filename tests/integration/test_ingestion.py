@@ -1,4 +1,4 @@
-"""acquire -> validate -> preprocess on the sample corpus, on the embedded default and on a
+"""The whole chain (CLI runner) on the sample corpus, on the embedded default and on a
 real S3 server + real Postgres: quarantine reasons, counts, idempotency."""
 
 import json
@@ -48,7 +48,8 @@ def test_bad_input_is_quarantined_with_its_reason_and_counts_add_up(corpus, back
     metadata = MetadataStore.from_settings(settings)
     rows = {row["original_filename"]: row for row in metadata.documents()}
     assert {name: row["quarantine_reason"] for name, row in rows.items() if row["quarantine_reason"]} == expected
-    assert sum(row["status"] == "preprocessed" for row in rows.values()) == counts["accepted"]
+    assert sum(row["status"] == "stored" for row in rows.values()) == counts["accepted"]
+    assert len(metadata.processed_set(settings.pipeline_version)) == counts["accepted"]
     events = metadata.events("run-1")
     assert sum(event["event"] == "quarantined" for event in events) == len(expected)
     # the landing area is never modified
