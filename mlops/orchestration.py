@@ -17,8 +17,35 @@ log = logging.getLogger("mlops.orchestration")
 MAPPED_OVER = {"preprocess_documents": "batches"}
 
 
+def allow_child_processes() -> None:
+    """Let this task process start the stages' sandboxed worker pools (forkserver) under Airflow.
+
+    * Under the CeleryExecutor a task runs in a process forked from a Celery (billiard) pool
+      process and inherits its multiprocessing identity: the daemon flag, so multiprocessing
+      refuses every child ("daemonic processes are not allowed to have children",
+      apache/airflow #14896, celery/celery #1709), and an authkey of billiard's type, which the
+      forkserver context cannot pickle. Nothing joins this process as a multiprocessing child:
+      clear the flag, keep the key's bytes.
+    * ``__main__`` is the ``airflow`` CLI script, which every forkserver/spawn child would run
+      again as ``__mp_main__``: it imports Airflow, which fails in a task process because the
+      supervisor blocks the metadata DB (``airflow-db-not-allowed:///``), and costs seconds per
+      worker anyway. The workers need nothing from it, so children skip it.
+    """
+    import multiprocessing
+    import sys
+    from multiprocessing.process import AuthenticationString
+
+    process = multiprocessing.current_process()
+    process._config.pop("daemon", None)
+    process._config["authkey"] = AuthenticationString(bytes(process.authkey))
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None:
+        main.__dict__.pop("__file__", None)
+
+
 def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> dict[str, Any]:
     """Run ``stage`` for the DAG run in ``context`` with the trigger form's params."""
+    allow_child_processes()
     params = context.get("params") or {}
     landing_prefix = params.get("landing_prefix")
     settings = load_settings(prefixes={"landing": landing_prefix}) if landing_prefix else get_settings()
