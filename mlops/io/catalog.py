@@ -38,6 +38,11 @@ class Catalog:
     def load_table(self, name: str) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(self._get(self.key(name, "parquet"), name)))
 
+    def load_records(self, name: str) -> list[dict[str, Any]]:
+        """A table as row dicts, missing values as None (Parquet brings them back as NaN)."""
+        table = self.load_table(name)
+        return table.astype(object).where(table.notna(), None).to_dict("records")
+
     def load_parts(self, name: str) -> pd.DataFrame:
         """Concatenate the tables ``<name>/part-*.parquet`` written by mapped (batched) tasks."""
         keys = [info.key for info in self.store.list(f"{self.root}/{name}") if info.key.endswith(".parquet")]

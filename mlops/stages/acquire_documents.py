@@ -59,6 +59,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return summary
 
 
+def acquired_documents(ctx: StageContext) -> list[DocumentRecord]:
+    """The run's documents as this stage wrote them, for the stages after it."""
+    return [DocumentRecord(**row) for row in ctx.catalog.load_records(f"{STAGE}/documents")]
+
+
 def landing_objects(ctx: StageContext) -> list[ObjectInfo]:
     ignore = ctx.settings.landing_ignore
     return [

@@ -16,6 +16,7 @@ from mlops.extraction.ocr import ensure_tesseract
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
 from mlops.quarantine import quarantine
 from mlops.stages import StageContext, batch_count
+from mlops.stages.acquire_documents import acquired_documents
 from mlops.stages.validate_documents import read_document
 from mlops.workers import WorkerFailure, run_sandboxed
 
@@ -23,10 +24,7 @@ STAGE = "extract_data"
 
 
 def documents_to_extract(ctx: StageContext) -> list[tuple[DocumentRecord, DocumentFormat]]:
-    acquired = {
-        row["sha256"]: DocumentRecord(**row)
-        for row in ctx.catalog.load_table("acquire_documents/documents").to_dict("records")
-    }
+    acquired = {doc.sha256: doc for doc in acquired_documents(ctx)}
     preprocessed = ctx.catalog.load_table("preprocess_documents/documents")
     if preprocessed.empty:
         return []

@@ -49,8 +49,7 @@ def report_details(ctx: StageContext) -> dict[str, Any]:
         details["failing_expectations"] = [
             outcome for outcome in validation["expectations"] if not outcome["success"]
         ]
-        findings = ctx.catalog.load_table("detect_anomalies/findings")
-        details["findings"] = findings.head(MAX_FINDINGS_SHOWN).to_dict("records")
+        details["findings"] = ctx.catalog.load_records("detect_anomalies/findings")[:MAX_FINDINGS_SHOWN]
         bias = ctx.catalog.load_json("check_bias/result")
         details["bias_flags"] = bias["flags"]
         details["bias_thresholds"] = bias["thresholds"]

@@ -25,6 +25,7 @@ from mlops.documents import iter_pages
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PageStats, PreprocessRecord
 from mlops.quarantine import quarantine
 from mlops.stages import StageContext, batch_count
+from mlops.stages.acquire_documents import acquired_documents
 from mlops.stages.validate_documents import read_document
 from mlops.workers import WorkerFailure, run_sandboxed
 
@@ -132,10 +133,7 @@ def link_near_duplicates(
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    documents = {
-        row["sha256"]: DocumentRecord(**row)
-        for row in ctx.catalog.load_table("acquire_documents/documents").to_dict("records")
-    }
+    documents = {doc.sha256: doc for doc in acquired_documents(ctx)}
     outcomes = ctx.catalog.load_table("validate_documents/outcomes")
     accepted = [
         (documents[row["sha256"]], DocumentFormat(row["format"]))

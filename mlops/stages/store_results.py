@@ -21,8 +21,7 @@ STAGE = "store_results"
 def run(ctx: StageContext) -> dict[str, Any]:
     extracted = extractions(ctx)
     row_pass = ctx.catalog.load_json("validate_extraction/result")["row_pass"]
-    table = ctx.catalog.load_table("detect_anomalies/findings")
-    findings = [Finding(**row) for row in table.astype(object).where(table.notna(), None).to_dict("records")]
+    findings = [Finding(**row) for row in ctx.catalog.load_records("detect_anomalies/findings")]
 
     ctx.metadata.save_extractions(ctx.run_id, extracted.to_dict("records"), row_pass)
     ctx.metadata.replace_findings(ctx.run_id, findings)

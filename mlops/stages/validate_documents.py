@@ -16,13 +16,14 @@ from mlops.errors import ObjectNotFound
 from mlops.models import DocumentRecord, DocumentStatus, QuarantineReason, ValidationOutcome
 from mlops.quarantine import quarantine, quarantine_key
 from mlops.stages import StageContext
+from mlops.stages.acquire_documents import acquired_documents
 from mlops.workers import WorkerFailure, run_sandboxed
 
 STAGE = "validate_documents"
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    documents = [DocumentRecord(**row) for row in ctx.catalog.load_table("acquire_documents/documents").to_dict("records")]
+    documents = acquired_documents(ctx)
     outcomes = validate(ctx, documents)
     by_sha = {doc.sha256: doc for doc in documents}
     for outcome in outcomes:
