@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,20 +81,6 @@ def head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config).get_current_head()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    """A MetadataStore on an empty database (no migration run yet)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'metadata' / 'metadata.db'}"
-    else:
-        url = request.getfixturevalue("postgres_schema_url")
-    store = MetadataStore(url)
-    try:
-        yield store
-    finally:
-        store.dispose()
 
 
 # -- schema ---------------------------------------------------------------------------------

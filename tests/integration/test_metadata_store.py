@@ -286,7 +286,7 @@ def test_audit_events_keep_order_and_export_as_jsonl(metadata_store):
     assert metadata_store.export_audit_jsonl(everything) == 4
 
 
-@pytest.mark.parametrize("metadata_store", ["postgres"], indirect=True)
+@pytest.mark.parametrize("empty_store", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
     "statement",
     ["UPDATE audit_events SET event = 'forged'", "DELETE FROM audit_events", "TRUNCATE audit_events"],

@@ -1,6 +1,7 @@
 """The DAG ops engineers see: it imports cleanly and fast, has the nine tasks in order, and
 the schedule, retries, params and docs the UI shows."""
 
+import itertools
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ def dag():
 
 def test_nine_tasks_in_pipeline_order(dag):
     assert set(dag.task_ids) == set(STAGE_NAMES)
-    for upstream, downstream in zip(STAGE_NAMES, STAGE_NAMES[1:]):
+    for upstream, downstream in itertools.pairwise(STAGE_NAMES):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
 
 
