@@ -43,6 +43,12 @@ def _record_failure(context):
     record_task_failure(context)
 
 
+def _record_retry(context):
+    from mlops.orchestration import record_task_retry
+
+    record_task_retry(context)
+
+
 def _stage_task(stage: str, **task_options):
     def run_stage(batch: int | None = None, **context):
         from mlops.orchestration import run_task
@@ -68,6 +74,7 @@ def _stage_task(stage: str, **task_options):
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(hours=2),
         "on_failure_callback": _record_failure,
+        "on_retry_callback": _record_retry,
     },
     params={
         "landing_prefix": Param("landing", type="string", minLength=1, description="Object-store prefix to take documents from."),

@@ -63,21 +63,28 @@ def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> d
 
 
 def record_task_failure(context: dict[str, Any]) -> None:
-    """on_failure_callback: an audit event for the failed task; the run is marked failed.
+    """on_failure_callback: an audit event for the failed task; the run is marked failed."""
+    _record_task_event(context, "task_failed", close_run=True)
 
-    Never raises: a callback that fails would hide the task's own error.
-    """
+
+def record_task_retry(context: dict[str, Any]) -> None:
+    """on_retry_callback: an audit event for the attempt that failed; Airflow retries it."""
+    _record_task_event(context, "task_retried", close_run=False)
+
+
+def _record_task_event(context: dict[str, Any], event: str, close_run: bool) -> None:
+    """Never raises: a callback that fails would hide the task's own error."""
     try:
         task_instance = context["task_instance"]
         ctx = open_context(context["run_id"])
         ctx.audit(
             task_instance.task_id,
-            "task_failed",
+            event,
             error=repr(context.get("exception")),
             try_number=task_instance.try_number,
             map_index=getattr(task_instance, "map_index", -1),
         )
-        if ctx.metadata.get_run(ctx.run_id):
+        if close_run and ctx.metadata.get_run(ctx.run_id):
             ctx.metadata.finish_run(ctx.run_id, "failed", {})
     except Exception:
-        log.exception("could not record the failure of run %s", normalise_run_id(context.get("run_id", "?")))
+        log.exception("could not record %s for run %s", event, normalise_run_id(context.get("run_id", "?")))

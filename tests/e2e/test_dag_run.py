@@ -14,6 +14,7 @@ from mlops.io.metadata import MetadataStore
 from mlops.io.objects import open_object_store
 from mlops.stages import STAGE_NAMES
 from tests.conftest import REPO
+from tests.fixtures.platform import platform_settings
 
 pytestmark = pytest.mark.e2e
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -93,3 +94,18 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
     assert second["documents"]["skipped"] == second["documents"]["seen"] == len(corpus.labels)
     assert second["documents"]["new"] == second["extraction"]["documents"] == 0
     assert len(metadata.extractions(second["run_id"])) == 0
+
+
+def test_a_failing_task_leaves_an_audit_event(airflow_db, tmp_path):
+    """validate_documents before any acquire: the task fails, Airflow schedules a retry and the
+    retry callback writes the error to the platform's audit log."""
+    settings = platform_settings(tmp_path)
+    env = {**os.environ, **settings_env(settings)}
+    command = [AIRFLOW, "tasks", "test", "document_processing_pipeline", "validate_documents", "2026-01-01"]
+    result = subprocess.run(command, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "up_for_retry" in result.stdout + result.stderr
+
+    events = MetadataStore.from_settings(settings).events()
+    (event,) = [event for event in events if event["event"] == "task_retried"]
+    assert event["stage"] == "validate_documents"
+    assert "acquire_documents/documents" in event["details"]["error"]
