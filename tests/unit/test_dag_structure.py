@@ -36,7 +36,7 @@ def test_daily_without_catchup_with_backoff_retries_and_timeouts(dag):
         assert task.retries >= 2
         assert task.retry_exponential_backoff
         assert task.execution_timeout and task.execution_timeout <= timedelta(hours=4)
-        assert task.on_failure_callback
+        assert task.on_failure_callback and task.on_retry_callback
         assert task.doc_md
 
 
