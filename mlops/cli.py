@@ -152,6 +152,33 @@ def summary(run_id: str) -> None:
     click.echo(f"summary: {store.uri(f'{folder}/run_summary.json')}")
 
 
+@cli.command("dvc-remote")
+@click.option("--name", default="storage", show_default=True, help="The DVC remote to configure.")
+def dvc_remote(name: str) -> None:
+    """Point DVC's remote at the platform's bucket (s3://<bucket>/dvc) with the object-store
+    settings. Endpoint and credentials go to .dvc/config.local, which git ignores."""
+    import subprocess
+
+    from mlops.config import get_settings
+    from mlops.errors import ConfigError
+
+    store = get_settings().object_store
+    if store.backend != "s3":
+        raise ConfigError("object_store.backend is 'local': set MLOPS_OBJECT_STORE__BACKEND=s3 and its endpoint first")
+    options = {
+        "url": f"s3://{store.bucket}/dvc",
+        "endpointurl": store.endpoint_url,
+        "region": store.region,
+        "access_key_id": store.access_key_id.get_secret_value() if store.access_key_id else None,
+        "secret_access_key": store.secret_access_key.get_secret_value() if store.secret_access_key else None,
+    }
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    for option, value in options.items():
+        if value:
+            subprocess.run([dvc, "remote", "modify", "--local", name, option, value], check=True)
+    click.echo(f"DVC remote {name!r} -> {options['url']} at {store.endpoint_url or 'AWS'}")
+
+
 @cli.command("audit-export")
 @click.option("--run-id", help="Only this run's events.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: standard output.")
