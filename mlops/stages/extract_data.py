@@ -18,7 +18,7 @@ from mlops.quarantine import quarantine
 from mlops.stages import StageContext, batch_count
 from mlops.stages.acquire_documents import acquired_documents
 from mlops.stages.validate_documents import read_document
-from mlops.workers import WorkerFailure, run_sandboxed
+from mlops.workers import WorkerFailure
 
 STAGE = "extract_data"
 
@@ -81,15 +81,7 @@ def _extract(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFo
         return
     if documents:
         ensure_tesseract(settings.extract.tesseract_cmd)
-    yield from run_sandboxed(
-        extract_document,
-        _jobs(ctx, documents),
-        total=len(documents),
-        workers=settings.workers,
-        timeout_seconds=settings.limits.timeout_seconds,
-        memory_mb=settings.limits.worker_memory_mb,
-        desc="extract",
-    )
+    yield from ctx.in_workers(extract_document, _jobs(ctx, documents), len(documents), "extract")
 
 
 def _jobs(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFormat]]) -> Iterator[ExtractJob]:

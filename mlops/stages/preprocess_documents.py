@@ -27,7 +27,7 @@ from mlops.quarantine import quarantine
 from mlops.stages import StageContext, batch_count
 from mlops.stages.acquire_documents import acquired_documents
 from mlops.stages.validate_documents import read_document
-from mlops.workers import WorkerFailure, run_sandboxed
+from mlops.workers import WorkerFailure
 
 STAGE = "preprocess_documents"
 SHARPNESS_HALF_POINT = 0.02  # Laplacian variance (0-1 grey scale) that scores 0.5
@@ -141,15 +141,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if row["accepted"]
     ]
     settings = ctx.settings
-    results = run_sandboxed(
-        measure,
-        _jobs(ctx, accepted),
-        total=len(accepted),
-        workers=settings.workers,
-        timeout_seconds=settings.limits.timeout_seconds,
-        memory_mb=settings.limits.worker_memory_mb,
-        desc="preprocess",
-    )
+    results = ctx.in_workers(measure, _jobs(ctx, accepted), len(accepted), "preprocess")
     records, pages, quarantined = [], [], 0
     for job, result in results:
         if isinstance(result, WorkerFailure):

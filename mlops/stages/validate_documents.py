@@ -17,7 +17,7 @@ from mlops.models import DocumentRecord, DocumentStatus, QuarantineReason, Valid
 from mlops.quarantine import quarantine, quarantine_key
 from mlops.stages import StageContext
 from mlops.stages.acquire_documents import acquired_documents
-from mlops.workers import WorkerFailure, run_sandboxed
+from mlops.workers import WorkerFailure
 
 STAGE = "validate_documents"
 
@@ -51,15 +51,7 @@ def validate(ctx: StageContext, documents: list[DocumentRecord]) -> list[Validat
         )
         for doc in too_large
     }
-    results = run_sandboxed(
-        inspect_document,
-        _jobs(ctx, to_open),
-        total=len(to_open),
-        workers=ctx.settings.workers,
-        timeout_seconds=limits.timeout_seconds,
-        memory_mb=limits.worker_memory_mb,
-        desc="validate",
-    )
+    results = ctx.in_workers(inspect_document, _jobs(ctx, to_open), len(to_open), "validate")
     for job, result in results:
         if isinstance(result, WorkerFailure):
             result = ValidationOutcome(
