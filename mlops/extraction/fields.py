@@ -144,18 +144,20 @@ def parse_date(raw: str) -> _Parsed | None:
         return _make_date(int(us[3]), int(us[1]), int(us[2]), repaired)
     words = re.match(r"([A-Za-z]{3,})\.?\s*([\dOoIl|]{1,2})\s*[,.]?\s*([\dOoIlSB|]{4})\b", text)
     if words:
-        month, fuzzy = _month(words[1])
-        day, day_repaired = _repair_digits(words[2])
-        year, year_repaired = _repair_digits(words[3])
-        if month and day.isdigit() and year.isdigit():
-            return _make_date(int(year), month, int(day), fuzzy or day_repaired or year_repaired)
+        return _month_name_date(words[2], words[1], words[3])
     european = re.match(r"([\dOoIl|]{1,2})\s+([A-Za-z]{3,})\.?,?\s*([\dOoIlSB|]{4})\b", text)
     if european:
-        month, fuzzy = _month(european[2])
-        day, day_repaired = _repair_digits(european[1])
-        year, year_repaired = _repair_digits(european[3])
-        if month and day.isdigit() and year.isdigit():
-            return _make_date(int(year), month, int(day), fuzzy or day_repaired or year_repaired)
+        return _month_name_date(european[1], european[2], european[3])
+    return None
+
+
+def _month_name_date(day_text: str, month_word: str, year_text: str) -> _Parsed | None:
+    """A date printed with the month as a word ("March 14, 2024" or "14 March 2024")."""
+    month, fuzzy = _month(month_word)
+    day, day_repaired = _repair_digits(day_text)
+    year, year_repaired = _repair_digits(year_text)
+    if month and day.isdigit() and year.isdigit():
+        return _make_date(int(year), month, int(day), fuzzy or day_repaired or year_repaired)
     return None
 
 
