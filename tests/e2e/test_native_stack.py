@@ -36,6 +36,7 @@ BUCKET = "loan-documents"
 BATCH_SIZE = 2  # a few good documents still make several mapped extract_data tasks
 CORPUS_COUNT = 6
 RUN_TIMEOUT_SECONDS = 600
+LOG_UPLOAD_TIMEOUT_SECONDS = 60
 
 # What differs from docker-compose.yml besides hosts, ports and paths: test-sized limits, and no
 # scheduled (@daily) run on unpausing, so the triggered run is the one that takes the corpus
@@ -208,10 +209,11 @@ def check_pipeline_run(stack: NativeStack, directory: Path, labels: dict[str, di
         assert len(metadata.extractions(run_id)) == documents["accepted"]
 
     # Task logs went to the log bucket (remote logging through minio_default) and the API serves them.
-    keys = [
-        item["Key"]
-        for item in s3.list_objects_v2(Bucket="airflow-logs", Prefix="task-logs/").get("Contents", [])
-    ]
-    assert any(f"run_id={airflow_run_id}" in key and "task_id=generate_reports" in key for key in keys), keys
+    # The worker uploads a task's log after it has reported the task's state, so the last one may lag.
+    prefix = f"task-logs/dag_id={DAG_ID}/run_id={airflow_run_id}/task_id=generate_reports/"
+    deadline = time.monotonic() + LOG_UPLOAD_TIMEOUT_SECONDS
+    while not s3.list_objects_v2(Bucket="airflow-logs", Prefix=prefix).get("KeyCount"):
+        assert time.monotonic() < deadline, f"no task log under s3://airflow-logs/{prefix}"
+        time.sleep(1)
     log = task_log(stack, airflow_run_id, next(ti for ti in instances if ti["task_id"] == "generate_reports"))
     assert "generate_reports" in log and "airflow-logs" in log, log[:3000]
