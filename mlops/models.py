@@ -127,6 +127,18 @@ DOCUMENT_TYPES: tuple[str, ...] = (
     "idr_application",
     "enrollment_verification",
 )
+UNKNOWN_DOCUMENT_TYPE = "unknown"
+"""The classifier's answer when no loan type is likely enough (a non-loan form, an unreadable page)."""
+
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "master_promissory_note": FIELD_NAMES[:7],
+    "disclosure_statement": FIELD_NAMES,
+    "billing_statement": FIELD_NAMES[:5] + ("monthly_payment",),
+    "deferment_forbearance_request": FIELD_NAMES[:5] + ("monthly_payment",),
+    "idr_application": FIELD_NAMES[:5] + ("term_months", "monthly_payment"),
+    "enrollment_verification": FIELD_NAMES[:4] + ("disbursement_date",),
+}
+"""The fields each document type carries: what its completeness is measured against."""
 
 
 class FieldValue(Record):

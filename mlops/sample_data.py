@@ -36,7 +36,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, ByteStringObject
 
 from mlops.models import DOCUMENT_TYPES as DOC_TYPES
-from mlops.models import FIELD_NAMES, DocumentFormat, QuarantineReason
+from mlops.models import FIELD_NAMES, REQUIRED_FIELDS, DocumentFormat, QuarantineReason
 
 LABELS_FILENAME = "labels.jsonl"
 PAGE_WIDTH_PT = 612.0
@@ -94,14 +94,7 @@ LAST_NAMES = (
     "Tanaka", "Gallagher", "Ivanova", "Pemberton", "Osei", "Rutherford",
 )  # fmt: skip
 
-TYPE_FIELDS = {
-    "master_promissory_note": FIELD_NAMES[:7],
-    "disclosure_statement": FIELD_NAMES,
-    "billing_statement": FIELD_NAMES[:5] + ("monthly_payment",),
-    "deferment_forbearance_request": FIELD_NAMES[:5] + ("monthly_payment",),
-    "idr_application": FIELD_NAMES[:5] + ("term_months", "monthly_payment"),
-    "enrollment_verification": FIELD_NAMES[:4] + ("disbursement_date",),
-}
+TYPE_FIELDS = REQUIRED_FIELDS
 CORE_FIELDS = ("borrower_name", "account_number", "servicer")
 
 TITLES = {
