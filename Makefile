@@ -6,11 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_COUNT ?= 24
 
-.PHONY: demo test venv dev-venv system-deps lint clean-data help secrets bench
+.PHONY: demo test venv dev-venv system-deps lint clean-data help secrets bench models eval
 
 help:
 	@echo "make demo   - set up .venv, generate sample documents, run the pipeline locally"
 	@echo "make test   - set up .venv + test servers, run the whole test suite"
+	@echo "make models - train the extractor's models unless the configured version exists"
+	@echo "make eval   - the extractor's accuracy on held-out layout families and wordings"
 	@echo "make bench  - throughput and memory on a few hundred documents (benchmarks/)"
 	@echo "make secrets - a fresh .env with random secrets for Docker Compose"
 	@echo "make lint   - ruff"
@@ -35,7 +37,13 @@ system-deps:
 AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-demo: venv
+models: venv
+	@$(PY) -m mlops train-extractor --if-missing
+
+eval: models
+	@$(PY) -m mlops evaluate-extractor
+
+demo: models
 	@test -n "$$(ls -A data/landing 2>/dev/null)" || $(PY) -m mlops sample-data --count $(DEMO_COUNT) --seed 7
 	@mkdir -p logs
 	@echo "running the Airflow DAG in-process (airflow dags test); log: logs/demo-dag-test.log"
@@ -55,7 +63,7 @@ bench: venv
 	$(PY) benchmarks/run_benchmark.py --count $(BENCH_COUNT) --seed $(BENCH_SEED) --workers $(BENCH_WORKERS) \
 		--out benchmarks/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).json
 
-test: dev-venv
+test: dev-venv models
 	@admin_url=$$(bash scripts/test-services.sh) && \
 	MLOPS_TEST_POSTGRES_ADMIN_URL=$$admin_url $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -97,6 +97,38 @@ def sample_data(out: str | None, count: int, seed: int, no_bad: bool) -> None:
     click.echo(f"wrote {len(rows)} files and labels.jsonl to {store.uri(prefix)}")
 
 
+@cli.command("train-extractor")
+@click.option("--if-missing", is_flag=True, help="Do nothing when the configured model version exists.")
+def train_extractor(if_missing: bool) -> None:
+    """Train the field ranker and document-type model (settings: train.*, extract.model_version)
+    and print their accuracy on layout families and wordings held out of training."""
+    from mlops.config import get_settings
+    from mlops.extraction.training import held_out_table, train_extractor
+
+    settings = get_settings()
+    if if_missing and settings.extractor_model_file.is_file():
+        click.echo(f"model: {settings.extractor_model_file} (exists)", err=True)
+        return
+    metrics = train_extractor(settings)
+    click.echo(held_out_table(metrics))
+    click.echo(f"model: {settings.extractor_model_file}", err=True)
+
+
+@cli.command("evaluate-extractor")
+def evaluate_extractor() -> None:
+    """Print the held-out accuracy table of the configured extractor model."""
+    from mlops.config import get_settings
+    from mlops.errors import ConfigError
+    from mlops.extraction.training import METRICS_FILENAME, held_out_table
+    from mlops.extraction.trained_models import BUILD_HINT
+
+    settings = get_settings()
+    metrics_file = settings.extractor_model_file.parent / METRICS_FILENAME
+    if not metrics_file.is_file():
+        raise ConfigError(f"extract.model_version: no metrics at {metrics_file}; {BUILD_HINT}")
+    click.echo(held_out_table(json.loads(metrics_file.read_text())))
+
+
 @cli.command("run")
 @click.option("--run-id", help="Default: cli__<UTC time>.")
 @click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")

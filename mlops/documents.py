@@ -161,15 +161,19 @@ def _pdf_pages(data: bytes, dpi: int) -> Iterator[Page]:
         for index in range(len(pdf)):
             page = pdf[index]
             text = page.get_textpage().get_text_bounded()
-            width_pt = page.get_width()
-            image_widths = [
-                obj.get_px_size()[0] for obj in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,))
-            ]
-            source_dpi = max(image_widths) / (width_pt / POINTS_PER_INCH) if image_widths else None
-            scale = min(dpi, source_dpi or dpi) / POINTS_PER_INCH
-            image = page.render(scale=scale, grayscale=True).to_pil().convert("L")
+            image, source_dpi = render_pdf_page(page, dpi)
             page.close()
             yield Page(index=index, image=image, source_dpi=source_dpi, text=text)
+
+
+def render_pdf_page(page: pdfium.PdfPage, dpi: int) -> tuple[Image.Image, float | None]:
+    """A grayscale render at ``dpi``, or at the resolution of the page's largest image if that is
+    lower (a 150-DPI scan is never upsampled), and that image resolution (None without images)."""
+    width_pt = page.get_width()
+    image_widths = [obj.get_px_size()[0] for obj in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,))]
+    source_dpi = max(image_widths) / (width_pt / POINTS_PER_INCH) if image_widths else None
+    scale = min(dpi, source_dpi or dpi) / POINTS_PER_INCH
+    return page.render(scale=scale, grayscale=True).to_pil().convert("L"), source_dpi
 
 
 def _image_pages(data: bytes, dpi: int) -> Iterator[Page]:

@@ -13,5 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-test-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The trained extractor `make test` builds (make models); tests keep their data elsewhere.
+os.environ.setdefault("MLOPS_EXTRACT__MODEL_DIR", str(REPO / "data" / "models"))
 
 pytest_plugins = ["tests.fixtures.s3_server", "tests.fixtures.postgres", "tests.fixtures.platform"]

@@ -1,6 +1,6 @@
-"""Turning document bytes into structured loan data: text layer, OCR, field parsing, doc type."""
+"""Turning document bytes into structured loan data: pages as words with geometry (text layer or
+OCR), field candidates ranked by a trained model, and a trained document-type classifier."""
 
-from mlops.extraction.classifier import classify
 from mlops.extraction.extractors import (
     BuiltinExtractor,
     ExtractJob,
@@ -10,7 +10,6 @@ from mlops.extraction.extractors import (
     extract_document,
     make_extractor,
 )
-from mlops.extraction.fields import parse_fields
 from mlops.extraction.ocr import ensure_tesseract, ocr_page
 
 __all__ = [
@@ -19,10 +18,8 @@ __all__ = [
     "Extractor",
     "ExtractorUnavailable",
     "HttpExtractor",
-    "classify",
     "ensure_tesseract",
     "extract_document",
     "make_extractor",
     "ocr_page",
-    "parse_fields",
 ]

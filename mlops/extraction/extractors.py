@@ -1,7 +1,8 @@
 """Extractors turn one document's bytes into an ``Extraction``: fields, document type, provenance.
 
 ``BuiltinExtractor`` reads the PDF text layer where there is one and OCRs the other pages with
-Tesseract; it runs inside the sandboxed worker pool through the module-level
+Tesseract, both into one page model (words with geometry), then ranks field candidates with the
+trained models; it runs inside the sandboxed worker pool through the module-level
 ``extract_document``. ``HttpExtractor`` hands the document to an external extraction service
 instead (a vendor API or an in-house model server) behind the same interface.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,11 +24,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from mlops.documents import iter_pages
+from mlops.documents import iter_pages, open_pdf, render_pdf_page
 from mlops.errors import MlopsError
-from mlops.extraction.classifier import classify
-from mlops.extraction.fields import parse_fields
+from mlops.extraction.candidates import candidate_text, feature_table
+from mlops.extraction.layout import PageLayout, text_layer_layout
 from mlops.extraction.ocr import ocr_page
+from mlops.extraction.trained_models import load_models
 from mlops.models import DOCUMENT_TYPES, FIELD_NAMES, DocumentFormat, Extraction, FieldValue
 
 CONTENT_TYPES = {
@@ -49,6 +52,8 @@ class ExtractJob:
     data: bytes
     ocr_dpi: int
     text_layer_min_chars: int
+    model_file: str = ""
+    day_first: bool = False
     tesseract_cmd: str | None = None
 
 
@@ -60,45 +65,57 @@ class Extractor(ABC):
         """Fields, document type and provenance of one document."""
 
 
-class BuiltinExtractor(Extractor):
-    """Text layer first, Tesseract for pages without one.
+def read_layouts(job: ExtractJob) -> Iterator[PageLayout]:
+    """Each page as words with geometry: from the text layer when it has at least
+    ``text_layer_min_chars`` characters (exact and ~1000x faster than OCR), else from Tesseract at
+    ``ocr_dpi`` (scans are never upsampled beyond their own resolution). Text-layer pages are
+    never rendered."""
+    if job.format is DocumentFormat.PDF:
+        with open_pdf(job.data) as pdf:
+            for index in range(len(pdf)):
+                page = pdf[index]
+                layout = text_layer_layout(page, index)
+                if sum(len(line.text) for line in layout.lines) < job.text_layer_min_chars:
+                    image, source_dpi = render_pdf_page(page, job.ocr_dpi)
+                    layout = _ocr(job, image, index, source_dpi)
+                page.close()
+                yield layout
+        return
+    for page in iter_pages(job.data, job.format, job.ocr_dpi):
+        yield _ocr(job, page.image, page.index, page.source_dpi)
 
-    A page whose text layer has at least ``text_layer_min_chars`` characters is read as is
-    (exact and ~1000x faster than OCR); any other page, including a scanned page inside a
-    text PDF, is OCRed at ``ocr_dpi`` (scans are never upsampled beyond their own resolution).
-    """
+
+def _ocr(job: ExtractJob, image, index: int, source_dpi: float | None) -> PageLayout:
+    dpi = round(min(job.ocr_dpi, source_dpi)) if source_dpi else None
+    return ocr_page(image, index, dpi=dpi, cmd=job.tesseract_cmd)
+
+
+class BuiltinExtractor(Extractor):
+    """Pages as words with geometry, field candidates ranked by the trained field ranker, the
+    document type from the trained document-type model (``mlops.extraction.trained_models``)."""
 
     name = "builtin"
 
     def extract(self, job: ExtractJob) -> Extraction:
         started = time.perf_counter()
-        texts: list[str] = []
-        ocr_confidences: list[float] = []
-        text_layer_pages = 0
-        for page in iter_pages(job.data, job.format, job.ocr_dpi):
-            if len(page.text.strip()) >= job.text_layer_min_chars:
-                texts.append(page.text)
-                text_layer_pages += 1
-                continue
-            dpi = round(min(job.ocr_dpi, page.source_dpi)) if page.source_dpi else None
-            text, confidence = ocr_page(page.image, dpi=dpi, cmd=job.tesseract_cmd)
-            texts.append(text)
-            ocr_confidences.append(confidence)
+        models = load_models(job.model_file)
+        layouts = list(read_layouts(job))
+        ocr_confidences = [layout.confidence for layout in layouts if layout.source == "ocr"]
         ocr_pages = len(ocr_confidences)
-        ocr_confidence = sum(ocr_confidences) / ocr_pages if ocr_pages else None
-        full_text = "\n".join(texts)
-        doc_type, doc_type_confidence = classify(full_text)
+        doc_type, doc_type_confidence = models.doctype.predict("\n".join(layout.text for layout in layouts))
+        table = feature_table(layouts, models.lexicon, job.day_first)
+        by_index = {layout.index: layout for layout in layouts}
         return Extraction(
             sha256=job.sha256,
             extractor=self.name,
             doc_type=doc_type,
             doc_type_confidence=doc_type_confidence,
-            text_source=_text_source(text_layer_pages, ocr_pages),
-            pages=text_layer_pages + ocr_pages,
-            text_layer_pages=text_layer_pages,
+            text_source=_text_source(len(layouts) - ocr_pages, ocr_pages),
+            pages=len(layouts),
+            text_layer_pages=len(layouts) - ocr_pages,
             ocr_pages=ocr_pages,
-            ocr_confidence=None if ocr_confidence is None else round(ocr_confidence, 4),
-            fields=parse_fields(full_text, ocr_confidence),
+            ocr_confidence=round(sum(ocr_confidences) / ocr_pages, 4) if ocr_pages else None,
+            fields=models.ranker.pick(table, lambda candidate: candidate_text(by_index, candidate)),
             seconds=round(time.perf_counter() - started, 3),
         )
 

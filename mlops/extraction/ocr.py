@@ -15,6 +15,7 @@ import pytesseract
 from PIL import Image
 
 from mlops.errors import DependencyMissing
+from mlops.extraction.layout import PageLayout, ocr_layout
 
 DEFAULT_TESSERACT_CMD = "tesseract"
 INSTALL_HINT = (
@@ -25,9 +26,6 @@ INSTALL_HINT = (
 # value box beside the fields on some. On a 40-document corpus psm 4 read every labelled field;
 # psm 6 (one uniform block) merged the box into the field lines and lost 2 of 243.
 DEFAULT_PSM = 4
-COLUMN_GAP = 2.5
-"""A horizontal gap wider than this many word heights splits an OCR line in two: a value box
-printed beside a ``Label: value`` line must not be read as the end of that value."""
 
 
 def ensure_tesseract(cmd: str | None = None) -> str:
@@ -53,18 +51,17 @@ def ensure_tesseract(cmd: str | None = None) -> str:
 
 def ocr_page(
     image: Image.Image,
+    index: int,
     lang: str = "eng",
     psm: int | None = None,
     *,
     dpi: int | None = None,
     cmd: str | None = None,
-) -> tuple[str, float]:
-    """OCR one page: (text, mean word confidence in [0, 1]).
+) -> PageLayout:
+    """OCR one page into words with boxes and confidences (one ``image_to_data`` call).
 
-    One ``image_to_data`` call gives both the words and their confidences; the text is rebuilt
-    line by line from the words so both come from the same recognition pass; a line is split
-    at a wide horizontal gap (see COLUMN_GAP). ``dpi`` tells
-    Tesseract the true resolution when the image carries none (it would otherwise guess 70).
+    ``dpi`` tells Tesseract the true resolution when the image carries none (it would otherwise
+    guess 70).
     """
     os.environ["OMP_THREAD_LIMIT"] = "1"
     pytesseract.pytesseract.tesseract_cmd = cmd or DEFAULT_TESSERACT_CMD
@@ -73,26 +70,4 @@ def ocr_page(
         data = pytesseract.image_to_data(image, lang=lang, config=config, output_type=pytesseract.Output.DICT)
     except pytesseract.TesseractNotFoundError:
         raise DependencyMissing(f"Tesseract OCR is not installed: {INSTALL_HINT}") from None
-    lines: dict[tuple[int, ...], list[str]] = {}
-    confidences: list[float] = []
-    previous: tuple[tuple[int, int, int], int, int] | None = None
-    segment = 0
-    for index, word in enumerate(data["text"]):
-        word = word.strip()
-        if not word:
-            continue
-        key = (data["block_num"][index], data["par_num"][index], data["line_num"][index])
-        left, width, height = data["left"][index], data["width"][index], data["height"][index]
-        if (
-            previous is not None
-            and previous[0] == key
-            and left - previous[1] > COLUMN_GAP * max(height, previous[2])
-        ):
-            segment += 1
-        previous = (key, left + width, height)
-        lines.setdefault((*key, segment), []).append(word)
-        if float(data["conf"][index]) >= 0:
-            confidences.append(float(data["conf"][index]) / 100)
-    text = "\n".join(" ".join(words) for words in lines.values())
-    confidence = sum(confidences) / len(confidences) if confidences else 0.0
-    return text, confidence
+    return ocr_layout(data, image.width, image.height, index)

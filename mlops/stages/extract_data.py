@@ -13,6 +13,7 @@ from typing import Any
 
 from mlops.extraction.extractors import ExtractJob, extract_document, make_extractor
 from mlops.extraction.ocr import ensure_tesseract
+from mlops.extraction.trained_models import load_models
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
 from mlops.quarantine import quarantine
 from mlops.stages import StageContext, batch_count
@@ -81,6 +82,7 @@ def _extract(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFo
         return
     if documents:
         ensure_tesseract(settings.extract.tesseract_cmd)
+        load_models(str(settings.extractor_model_file))
     yield from ctx.in_workers(extract_document, _jobs(ctx, documents), len(documents), "extract")
 
 
@@ -93,5 +95,7 @@ def _jobs(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentForma
             data=read_document(ctx, doc),
             ocr_dpi=settings.extract.ocr_dpi,
             text_layer_min_chars=settings.preprocess.text_layer_min_chars,
+            model_file=str(settings.extractor_model_file),
+            day_first=settings.extract.date_order == "day_first",
             tesseract_cmd=settings.extract.tesseract_cmd,
         )

@@ -25,9 +25,27 @@ DAG_FILE = ROOT / "dags" / "document_processing_pipeline.py"
 RUN_DIR = "data/runs/${run_id}"
 
 
+TRAINING_STAGE = "train_extractor"
+
+
 @pytest.fixture(scope="module")
 def dvc_stages() -> dict[str, dict]:
-    return yaml.safe_load(DVC_YAML.read_text())["stages"]
+    """The pipeline's stages in dvc.yaml (the training stage is DVC and CLI only: see below)."""
+    stages = yaml.safe_load(DVC_YAML.read_text())["stages"]
+    stages.pop(TRAINING_STAGE)
+    return stages
+
+
+def test_training_stage_builds_the_model_extract_data_loads():
+    stages = yaml.safe_load(DVC_YAML.read_text())["stages"]
+    training = stages[TRAINING_STAGE]
+    assert training["cmd"].endswith("train-extractor")
+    assert training["outs"] == ["data/models/${extract.model_version}/extractor.joblib"]
+    assert training["outs"][0] in stages["extract_data"]["deps"]
+    needed = import_closure("mlops.extraction.training") | {"mlops/__main__.py", "mlops/cli.py"}
+    missing = sorted(path for path in needed if not _covered(path, training["deps"]))
+    assert not missing, f"dvc.yaml stage {TRAINING_STAGE}: add {missing} to its deps"
+    assert {"config/field_lexicon.yaml", "config/servicers.yaml"} <= set(training["deps"])
 
 
 @pytest.fixture(scope="module")

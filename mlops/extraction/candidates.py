@@ -1,0 +1,504 @@
+"""Field candidates: typed values found on a page, each with the label evidence around it.
+
+A candidate is a value of one type (money, rate, date, term, account id, person name,
+servicer) at a place on a page. For each field that type can fill, the candidate gets a row of
+features: how well the words to its left (same line, with or without a separator), the cell
+above it (a box label, the line before, a table header) and the phrase before it in a sentence
+match that field's label lexicon, the other fields' lexicons and the labels of distractors
+(fees, due dates, signature dates...), plus where it is, how big, how confidently read and how
+often the same value recurs. ``mlops.extraction.ranker`` scores these rows; nothing here is tuned
+to one layout.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from rapidfuzz import fuzz, process
+
+from mlops.extraction.layout import Line, PageLayout, Word
+from mlops.models import FIELD_NAMES
+
+FIELD_TYPES: dict[str, str] = {
+    "borrower_name": "name",
+    "account_number": "account",
+    "servicer": "servicer",
+    "principal": "money",
+    "interest_rate": "rate",
+    "disbursement_date": "date",
+    "term_months": "term",
+    "monthly_payment": "money",
+}
+VALUE_TYPES = ("name", "account", "servicer", "money", "rate", "date", "term")
+LEFT_WORDS = 5
+ABOVE_LINES = 4
+OTHER = "other"
+
+# OCR reads digits as look-alike letters; inside a token that is mostly digits they are repaired.
+_DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "D": "0", "Q": "0", "l": "1", "I": "1", "i": "1",
+                                   "|": "1", "!": "1", "S": "5", "B": "8", "Z": "2", "z": "2"})  # fmt: skip
+_NUMERIC_CHARS = set("0123456789$,.%-/")
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
+         ("jun", "june"), ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"),
+         ("oct", "october"), ("nov", "november"), ("dec", "december")),
+        start=1,
+    )
+    for name in names
+}  # fmt: skip
+_MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_MONEY = re.compile(
+    r"(?<![\w.,$])(?P<neg>-\s?)?(?P<cur>US\$|USD\s?|\$\s?)?(?P<neg2>-\s?)?"
+    r"(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d+\.\d{2}|\d+)(?P<cur2>\s?USD|\s?dollars)?(?![\w%,]|\.\d)",
+    re.IGNORECASE,
+)
+_RATE = re.compile(r"(?<![\w.])(?P<number>\d{1,2}(?:\.\d{1,4})?)\s?(?:%|percent\b|pct\b)", re.IGNORECASE)
+_TERM = re.compile(
+    r"(?<![\w.,])(?P<number>\d{1,3})(?:\s?(?P<months>months?|mos?\b\.?|monthly\s+payments|payments|installments)"
+    r"|\s?(?P<years>years?|yrs?\b\.?))?(?![\w.,%/-])",
+    re.IGNORECASE,
+)
+_DATE_PATTERNS = (
+    re.compile(r"(?<![\w/.-])(?P<year>\d{4})-(?P<a>\d{1,2})-(?P<b>\d{1,2})(?![\w/-])"),
+    re.compile(r"(?<![\w/.-])(?P<a>\d{1,2})(?P<sep>[/.-])(?P<b>\d{1,2})(?P=sep)(?P<year>\d{4}|\d{2})(?![\w/-])"),
+    re.compile(rf"(?<!\w){_MONTH}\s?(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s?(?P<year>\d{{4}})(?!\w)", re.IGNORECASE),
+    re.compile(rf"(?<!\w)(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s?{_MONTH},?\s?(?P<year>\d{{4}})(?!\w)", re.IGNORECASE),
+)
+_ACCOUNT = re.compile(r"^[A-Z]{0,4}[-#]?\d[\dA-Z-]{4,}$")
+_PHONE = re.compile(r"^(?:1-)?\(?\d{3}\)?-\d{3}-\d{4}$")
+_NAME_WORD = re.compile(r"^(?:[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?|[A-Z][A-Z'-]+|[A-Z]\.)$")
+_ABBREVIATIONS = (
+    (re.compile(r"\bacct\b\.?"), "account"),
+    (re.compile(r"\bno\b\.?|#"), " number "),
+    (re.compile(r"\bnum\b\.?"), "number"),
+    (re.compile(r"\bamt\b\.?"), "amount"),
+    (re.compile(r"\bpmt\b\.?"), "payment"),
+    (re.compile(r"\bmo\b\.?"), "monthly"),
+    (re.compile(r"\bint\b\.?"), "interest"),
+    (re.compile(r"\bdisb\b\.?"), "disbursement"),
+    (re.compile(r"\borig\b\.?"), "original"),
+)
+COMMON_WORDS = frozenset(
+    """the a an and or of to for in on at by from with your you our we this that is are be will
+    may please if not any all loan loans student students account accounts payment payments amount
+    balance principal interest rate date dates term terms monthly statement summary servicing
+    servicer services service education finance lending lender financial federal private total
+    due past fee fees late number no name borrower school university college institute
+    institution plan repayment request application form note agreement disclosure notice
+    important information details section page summary signature signed dear sincerely re
+    customer p o box street avenue road suite city state zip phone fax email online www
+    enrollment verification deferment forbearance income driven master promissory truth lending
+    billing annual percentage apr finance charge schedule period status type department office
+    year years month months day days new current original final first second""".split()
+)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Label wordings per field plus the labels of distractor values (``other``), normalised."""
+
+    phrases: tuple[str, ...]
+    owners: tuple[str, ...]  # the field (or OTHER) of each phrase
+    servicers: dict[str, tuple[str, ...]]  # canonical name -> normalised names it prints
+
+    @classmethod
+    def load(cls, lexicon_file: Path, servicers_file: Path) -> Lexicon:
+        lexicon = _read_yaml(lexicon_file)
+        phrases, owners = [], []
+        for owner, wordings in [*lexicon["fields"].items(), (OTHER, lexicon[OTHER])]:
+            for wording in wordings:
+                phrases.append(normalise_label(str(wording)))
+                owners.append(owner)
+        servicers = {
+            str(name): tuple(_normalise(str(alias)) for alias in [name, *(aliases or [])])
+            for name, aliases in _read_yaml(servicers_file)["servicers"].items()
+        }
+        return cls(tuple(phrases), tuple(owners), servicers)
+
+
+def _read_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+
+
+@lru_cache(maxsize=4096)
+def normalise_label(text: str) -> str:
+    """Lower case, abbreviations expanded, punctuation to spaces: ``Acct. No.`` -> ``account number``."""
+    text = text.lower()
+    for pattern, replacement in _ABBREVIATIONS:
+        text = pattern.sub(replacement, text)
+    return _normalise(text)
+
+
+@dataclass
+class Candidate:
+    value_type: str
+    value: str | float | int
+    page: int
+    line: int
+    first_word: int
+    last_word: int  # inclusive
+    repaired: bool = False
+    unit: bool = True  # the value carried its unit or currency ($, %, months, a 4-digit year...)
+    features: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- typed values
+
+
+def _repaired_line(line: Line) -> tuple[str, list[bool]]:
+    """The line's text with look-alike letters repaired inside numeric-looking words (same length)."""
+    words, repaired = [], []
+    for word in line.words:
+        text = word.text
+        digits = sum(char.isdigit() for char in text)
+        if digits and (digits + sum(char in _NUMERIC_CHARS for char in text)) >= len(text) * 0.6:
+            fixed = text.translate(_DIGIT_LOOKALIKES)
+            if fixed[0] == "5" and text[0] == "S" and len(fixed) > 1 and fixed[1].isdigit():
+                fixed = "$" + fixed[1:]
+            repaired.append(fixed != text)
+            text = fixed
+        else:
+            repaired.append(False)
+        words.append(text)
+    return " ".join(words), repaired
+
+
+def _span(line: Line, start: int, end: int) -> tuple[int, int]:
+    return line.word_at(start), line.word_at(max(start, end - 1))
+
+
+def _money_values(text: str) -> Iterator[tuple[int, int, float, bool]]:
+    for match in _MONEY.finditer(text):
+        number = match["number"]
+        has_currency = bool(match["cur"] or match["cur2"])
+        if not has_currency and "." not in number and "," not in number:
+            continue
+        amount = float(number.replace(",", ""))
+        if match["neg"] or match["neg2"]:
+            amount = -amount
+        yield match.start(), match.end(), amount, has_currency
+
+
+def _rate_values(text: str) -> Iterator[tuple[int, int, float, bool]]:
+    for match in _RATE.finditer(text):
+        yield match.start(), match.end(), float(match["number"]), True
+
+
+def _term_values(text: str) -> Iterator[tuple[int, int, int, bool]]:
+    for match in _TERM.finditer(text):
+        number = int(match["number"])
+        if match["years"]:
+            if 1 <= number <= 40:
+                yield match.start(), match.end(), number * 12, True
+        elif 3 <= number <= 480:
+            yield match.start(), match.end(), number, bool(match["months"])
+
+
+def _year(text: str) -> int:
+    year = int(text)
+    return year if len(text) == 4 else (2000 + year if year < 50 else 1900 + year)
+
+
+def parse_date(text: str, day_first: bool = False) -> tuple[str, bool] | None:
+    """An ISO date and whether the year was printed in full, for one date written any common way:
+    ``03/14/2019``, ``03-14-19``, ``2019-03-14``, ``March 14, 2019``, ``Mar. 14 2019``, ``14 Mar 2019``.
+
+    Numeric dates are read month first (US) unless ``day_first``; when the first number cannot
+    be a month (``14/03/2019``) the other order is used.
+    """
+    found = next(_date_values(text, day_first), None)
+    return None if found is None else (found[2], found[3])
+
+
+def _date_values(text: str, day_first: bool = False) -> Iterator[tuple[int, int, str, bool]]:
+    for pattern in _DATE_PATTERNS:
+        for match in pattern.finditer(text):
+            groups = match.groupdict()
+            year = _year(groups["year"])
+            if groups.get("month"):
+                month, day = _MONTHS[groups["month"].lower().rstrip(".")], int(groups["day"])
+            elif "sep" not in groups:
+                month, day = int(groups["a"]), int(groups["b"])
+            else:
+                first, second = int(groups["a"]), int(groups["b"])
+                month, day = (second, first) if day_first else (first, second)
+                if month > 12 >= day:
+                    month, day = day, month
+            try:
+                iso = date(year, month, day).isoformat()
+            except ValueError:
+                continue
+            yield match.start(), match.end(), iso, len(groups["year"]) == 4
+
+
+def _account_values(line: Line) -> Iterator[tuple[int, int, str]]:
+    for index, word in enumerate(line.words):
+        token = word.text.strip(".,;:()[]")
+        if token.startswith("#"):
+            token = token[1:]
+        if (
+            _ACCOUNT.match(token)
+            and sum(char.isdigit() for char in token) >= 6
+            and not _PHONE.match(token)
+            and not re.fullmatch(r"\d{1,4}-\d{1,2}-\d{1,4}", token)
+        ):
+            yield index, index, token
+
+
+def _name_values(line: Line) -> Iterator[tuple[int, int, str]]:
+    words = [word.text.rstrip(",;:") for word in line.words]
+    index = 0
+    while index < len(words):
+        end = index
+        while end < len(words) and end - index < 4 and _NAME_WORD.match(words[end]):
+            end += 1
+            if line.words[end - 1].text.endswith((",", ";", ":")):
+                break
+        span = words[index:end]
+        if 2 <= len(span) and any(len(word) > 2 for word in span) and not span[-1].endswith("."):
+            yield index, end - 1, " ".join(span)
+        index = max(end, index + 1)
+
+
+def _servicer_values(line: Line, lexicon: Lexicon) -> Iterator[tuple[int, int, str]]:
+    text = line.text.lower()
+    for name, aliases in lexicon.servicers.items():
+        best = process.extractOne(text, aliases, scorer=fuzz.partial_ratio, score_cutoff=86)
+        if best is None:
+            continue
+        alignment = fuzz.partial_ratio_alignment(best[0], text)
+        first, last = _span(line, alignment.dest_start, alignment.dest_end)
+        yield first, last, name
+
+
+def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bool = False) -> list[Candidate]:
+    """Every typed value on the pages, in reading order."""
+    found: list[Candidate] = []
+    for page in pages:
+        for number, line in enumerate(page.lines):
+            text, repaired = _repaired_line(line)
+
+            def add(value_type: str, start: int, end: int, value, unit: bool) -> None:
+                first, last = _span(line, start, end)
+                found.append(
+                    Candidate(value_type, value, page.index, number, first, last, any(repaired[first : last + 1]), unit)
+                )
+
+            for start, end, value, unit in _money_values(text):
+                add("money", start, end, value, unit)
+            for start, end, value, unit in _rate_values(text):
+                add("rate", start, end, value, unit)
+            for start, end, value, unit in _term_values(text):
+                add("term", start, end, value, unit)
+            for start, end, value, unit in _date_values(text, day_first):
+                add("date", start, end, value, unit)
+            for first, last, value in _account_values(line):
+                found.append(Candidate("account", value, page.index, number, first, last, repaired[first]))
+            for first, last, value in _name_values(line):
+                found.append(Candidate("name", value, page.index, number, first, last))
+            for first, last, value in _servicer_values(line, lexicon):
+                found.append(Candidate("servicer", value, page.index, number, first, last))
+    return found
+
+
+# ---------------------------------------------------------------- label evidence
+
+
+def _left_context(line: Line, first_word: int) -> tuple[list[str], float]:
+    """Up to LEFT_WORDS words before the value on its line, and the gap to them in line heights."""
+    if first_word == 0:
+        return [], 0.0
+    words = line.words[max(0, first_word - LEFT_WORDS) : first_word]
+    gap = (line.words[first_word].x0 - words[-1].x1) / max(line.height, 1e-6)
+    return [word.text for word in words], gap
+
+
+def _cell_above(page: PageLayout, line_number: int, x0: float, x1: float) -> tuple[list[str], float]:
+    """The words of the nearest line above that overlap the value horizontally (a box label, the
+    line before, a table header), and the distance to it in line heights."""
+    line = page.lines[line_number]
+    for above in reversed(page.lines[max(0, line_number - ABOVE_LINES) : line_number]):
+        overlapping = [
+            word for word in above.words if word.x1 > x0 - 0.01 and word.x0 < x1 + 0.01
+        ]
+        if overlapping:
+            cell = _extend_cell(above.words, overlapping)
+            return [word.text for word in cell], (line.y0 - above.y1) / max(line.height, 1e-6)
+    return [], 99.0
+
+
+def _extend_cell(words: list[Word], overlapping: list[Word]) -> list[Word]:
+    """Grow the overlapping words to the whole table cell: neighbours closer than a word gap."""
+    first = words.index(overlapping[0])
+    last = words.index(overlapping[-1])
+    while first > 0 and overlapping[0].x0 - words[first - 1].x1 < words[first].height * 0.6:
+        first -= 1
+        overlapping = [words[first], *overlapping]
+    while last < len(words) - 1 and words[last + 1].x0 - words[last].x1 < words[last].height * 0.6:
+        last += 1
+    return words[first : last + 1]
+
+
+def _suffixes(words: list[str]) -> list[str]:
+    """The label-sized endings of a context, normalised: ``RE: Account No.`` -> ``number``,
+    ``account number``, ``re account number``."""
+    cleaned = [normalise_label(word) for word in words]
+    cleaned = [word for word in cleaned if word]
+    return [" ".join(cleaned[-n:]) for n in range(1, min(len(cleaned), 4) + 1)]
+
+
+def _similarities(queries: list[list[str]], lexicon: Lexicon) -> list[dict[str, float]]:
+    """For each context (its suffixes), the best fuzzy similarity (0-1) to each field's wordings
+    and to the distractor labels; one vectorised rapidfuzz call for the whole page set."""
+    flat = [suffix for suffixes in queries for suffix in suffixes]
+    owners = [*FIELD_NAMES, OTHER]
+    if not flat:
+        return [dict.fromkeys(owners, 0.0) for _ in queries]
+    matrix = process.cdist(flat, lexicon.phrases, scorer=fuzz.ratio, dtype="uint8")
+    columns = {owner: [i for i, o in enumerate(lexicon.owners) if o == owner] for owner in owners}
+    best_per_owner = {owner: matrix[:, cols].max(axis=1) for owner, cols in columns.items()}
+    results, offset = [], 0
+    for suffixes in queries:
+        rows = range(offset, offset + len(suffixes))
+        results.append(
+            {owner: (max(int(best[r]) for r in rows) / 100 if suffixes else 0.0) for owner, best in best_per_owner.items()}
+        )
+        offset += len(suffixes)
+    return results
+
+
+def candidate_rows(
+    pages: Sequence[PageLayout], candidates: list[Candidate], lexicon: Lexicon
+) -> list[tuple[str, Candidate, dict[str, float]]]:
+    """(field, candidate, features) for every field each candidate's type can fill."""
+    by_page = {page.index: page for page in pages}
+    contexts: list[list[str]] = []
+    geometry: list[tuple[float, float, float, float, float, int]] = []
+    for candidate in candidates:
+        page = by_page[candidate.page]
+        line = page.lines[candidate.line]
+        words = line.words[candidate.first_word : candidate.last_word + 1]
+        left, left_gap = _left_context(line, candidate.first_word)
+        above, above_gap = _cell_above(page, candidate.line, words[0].x0, words[-1].x1)
+        contexts += [_suffixes(left), _suffixes(above)]
+        geometry.append((left_gap, above_gap, words[0].x0, words[0].y0 / page.aspect, line.height, len(line.words)))
+    sims = _similarities(contexts, lexicon)
+    heights = sorted(g[4] for g in geometry) or [1.0]
+    median_height = heights[len(heights) // 2]
+    counts: dict[tuple[str, object], int] = {}
+    for candidate in candidates:
+        counts[(candidate.value_type, candidate.value)] = counts.get((candidate.value_type, candidate.value), 0) + 1
+    type_rank: dict[tuple[int, str], int] = {}
+    rows = []
+    for number, candidate in enumerate(candidates):
+        left_sim, above_sim = sims[2 * number], sims[2 * number + 1]
+        left_gap, above_gap, x, y, height, line_words = geometry[number]
+        page = by_page[candidate.page]
+        line = page.lines[candidate.line]
+        words = line.words[candidate.first_word : candidate.last_word + 1]
+        rank_key = (candidate.page, candidate.value_type)
+        type_rank[rank_key] = type_rank.get(rank_key, 0) + 1
+        separator = line.words[candidate.first_word - 1].text[-1:] if candidate.first_word else ""
+        base = {
+            "left_other": left_sim[OTHER],
+            "above_other": above_sim[OTHER],
+            "left_gap": min(left_gap, 40.0),
+            "above_gap": min(above_gap, 99.0),
+            "separator_colon": float(separator == ":"),
+            "separator_dash": float(separator in "-–|" and separator != ""),
+            "has_left": float(candidate.first_word > 0),
+            "words_after": float(len(line.words) - 1 - candidate.last_word),
+            "line_words": float(line_words),
+            "prose": float(sum(w.text[:1].islower() for w in line.words) >= 3),
+            "x": x,
+            "y": y,
+            "page": float(candidate.page),
+            "relative_size": height / max(median_height, 1e-6),
+            "confidence": min(word.confidence for word in words),
+            "ocr": float(page.source == "ocr"),
+            "repaired": float(candidate.repaired),
+            "unit": float(candidate.unit),
+            "repeats": float(counts[(candidate.value_type, candidate.value)]),
+            "type_rank": float(type_rank[rank_key]),
+            "span_words": float(candidate.last_word - candidate.first_word + 1),
+            **_value_features(candidate),
+        }
+        for field_name in FIELD_NAMES:
+            if FIELD_TYPES[field_name] != candidate.value_type:
+                continue
+            others = [name for name in FIELD_NAMES if name != field_name]
+            rows.append(
+                (
+                    field_name,
+                    candidate,
+                    {
+                        **base,
+                        "left_own": left_sim[field_name],
+                        "above_own": above_sim[field_name],
+                        "left_best_other_field": max(left_sim[name] for name in others),
+                        "above_best_other_field": max(above_sim[name] for name in others),
+                        "left_margin": left_sim[field_name] - max(left_sim[name] for name in [*others, OTHER]),
+                        "above_margin": above_sim[field_name] - max(above_sim[name] for name in [*others, OTHER]),
+                    },
+                )
+            )
+    return rows
+
+
+def _value_features(candidate: Candidate) -> dict[str, float]:
+    value = candidate.value
+    features = {f"type_{value_type}": float(candidate.value_type == value_type) for value_type in VALUE_TYPES}
+    magnitude = 0.0
+    if isinstance(value, (int, float)):
+        magnitude = math.log10(abs(float(value)) + 1)
+    elif candidate.value_type == "date":
+        magnitude = float(str(value)[:4]) - 2000
+    features["magnitude"] = magnitude
+    features["negative"] = float(isinstance(value, (int, float)) and value < 0)
+    if candidate.value_type == "name":
+        tokens = str(value).split()
+        features["common_words"] = float(sum(token.lower().strip(".") in COMMON_WORDS for token in tokens))
+        features["upper"] = float(str(value).isupper())
+    else:
+        features["common_words"] = 0.0
+        features["upper"] = 0.0
+    features["letters"] = float(sum(char.isalpha() for char in str(value))) if candidate.value_type == "account" else 0.0
+    return features
+
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "left_own", "above_own", "left_best_other_field", "above_best_other_field", "left_margin",
+    "above_margin", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
+    "separator_dash", "has_left", "words_after", "line_words", "prose", "x", "y", "page",
+    "relative_size", "confidence", "ocr", "repaired", "unit", "repeats", "type_rank", "span_words",
+    *(f"type_{value_type}" for value_type in VALUE_TYPES), "magnitude", "negative", "common_words",
+    "upper", "letters",
+)  # fmt: skip
+
+
+def candidate_text(pages: Mapping[int, PageLayout], candidate: Candidate) -> str:
+    """The words a candidate was read from, as printed."""
+    words = pages[candidate.page].lines[candidate.line].words[candidate.first_word : candidate.last_word + 1]
+    return " ".join(word.text for word in words)
+
+
+def feature_table(
+    pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bool = False
+) -> list[tuple[str, Candidate, list[float]]]:
+    """(field, candidate, feature vector in FEATURE_NAMES order) for one document's pages."""
+    rows = candidate_rows(pages, find_candidates(pages, lexicon, day_first), lexicon)
+    return [(name, candidate, [features[key] for key in FEATURE_NAMES]) for name, candidate, features in rows]

@@ -1,0 +1,329 @@
+"""Train the field ranker and the document-type model, and measure them honestly.
+
+The labelled corpus comes from ``mlops.document_families``: every layout family, text PDFs and
+scans (rendered, degraded and OCRed exactly as in production). It is generated in two pools
+that share no label wording, title or font: the *training* pool and the *held-out* pool. Each
+family is evaluated by a model trained without that family (leave-family-out folds) on held-out
+documents of it, so every reported figure is on layouts, wordings, titles and fonts the model
+never saw. The model that is saved is then trained on the whole training pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from mlops import document_families as families
+from mlops.extraction.candidates import Lexicon, feature_table
+from mlops.extraction.doctype import DocTypeModel
+from mlops.extraction.evaluation import value_matches
+from mlops.extraction.extractors import ExtractJob, read_layouts
+from mlops.extraction.ranker import FieldRanker, design_row
+from mlops.errors import ConfigError
+from mlops.extraction.trained_models import ExtractorModels, save_models
+from mlops.models import FIELD_NAMES, UNKNOWN_DOCUMENT_TYPE, DocumentFormat
+
+log = logging.getLogger(__name__)
+METRICS_FILENAME = "metrics.json"
+TRAIN, HELD_OUT = "train", "held_out"
+SCAN_KINDS = ("image_pdf", "png", "jpeg", "tiff")
+FORMATS = {
+    "text_pdf": DocumentFormat.PDF,
+    "image_pdf": DocumentFormat.PDF,
+    "png": DocumentFormat.PNG,
+    "jpeg": DocumentFormat.JPEG,
+    "tiff": DocumentFormat.TIFF,
+}
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    seed: int
+    text_documents: int  # per family, document type and pool
+    scan_documents: int  # per family, document type and pool
+    non_loan_documents: int  # per pool, half text, half scans
+    folds: tuple[tuple[str, ...], ...]  # families held out together
+    min_field_confidence: float
+    min_doctype_confidence: float
+    ocr_dpi: int
+    text_layer_min_chars: int
+    day_first: bool = False
+    tesseract_cmd: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    pool: str
+    family: str  # or "non_loan"
+    doc_type: str
+    kind: str
+    seed: str
+
+
+@dataclass
+class Sample:
+    """One featurised document: its candidate rows, their labels, and what scoring needs."""
+
+    spec: Spec
+    fields: list[str]
+    rows: np.ndarray
+    positive: np.ndarray
+    values: list[Any]
+    truth: dict[str, Any]
+    text: str
+    doc_type: str
+    pages: int = 0
+    seconds: float = 0.0
+
+
+def split(options: Sequence[str], seed: int, share: float = 1 / 3) -> tuple[list[str], list[str]]:
+    """(training, held-out) partition of options, about ``share`` held out, stable per seed."""
+    ranked = sorted(options, key=lambda option: hashlib.sha256(f"{seed}:{option}".encode()).hexdigest())
+    cut = max(1, round(len(ranked) * share))
+    return ranked[cut:], ranked[:cut]
+
+
+def restrictions(seed: int) -> dict[str, dict[str, Any]]:
+    """Label wordings, titles and fonts per pool: the held-out pool uses none of the training ones."""
+    wordings = {name: split(options, seed) for name, options in families.WORDINGS.items()}
+    titles = {doc_type: split(options, seed) for doc_type, options in families.TITLES.items()}
+    fonts = split(families.FONTS, seed)
+    return {
+        pool: {
+            "wordings": {name: pair[index] for name, pair in wordings.items()},
+            "titles": {doc_type: pair[index] for doc_type, pair in titles.items()},
+            "fonts": fonts[index],
+        }
+        for index, pool in enumerate((TRAIN, HELD_OUT))
+    }
+
+
+def plan_specs(plan: TrainingPlan) -> list[Spec]:
+    specs = []
+    for pool in (TRAIN, HELD_OUT):
+        for family in families.FAMILIES:
+            for doc_type in families.TITLES:
+                for number in range(plan.text_documents):
+                    specs.append(Spec(pool, family, doc_type, "text_pdf", f"{plan.seed}:{pool}:{family}:{doc_type}:t{number}"))
+                for number in range(plan.scan_documents):
+                    kind = SCAN_KINDS[(number + len(specs)) % len(SCAN_KINDS)]
+                    specs.append(Spec(pool, family, doc_type, kind, f"{plan.seed}:{pool}:{family}:{doc_type}:s{number}"))
+        for number in range(plan.non_loan_documents):
+            kind = "text_pdf" if number % 2 == 0 else SCAN_KINDS[number % len(SCAN_KINDS)]
+            specs.append(Spec(pool, "non_loan", UNKNOWN_DOCUMENT_TYPE, kind, f"{plan.seed}:{pool}:nonloan:{number}"))
+    return specs
+
+
+def featurise(spec: Spec, plan: TrainingPlan, lexicon: Lexicon) -> Sample:
+    """Generate one document, read it like production does (text layer or OCR), featurise it."""
+    if spec.family == "non_loan":
+        data, row = families.non_loan_document(spec.kind, spec.seed)
+    else:
+        limits = restrictions(plan.seed)[spec.pool]
+        data, row = families.family_document(spec.family, spec.doc_type, spec.kind, spec.seed, **limits)
+    started = time.perf_counter()
+    job = ExtractJob(
+        sha256="",
+        format=FORMATS[spec.kind],
+        data=data,
+        ocr_dpi=plan.ocr_dpi,
+        text_layer_min_chars=plan.text_layer_min_chars,
+        day_first=plan.day_first,
+        tesseract_cmd=plan.tesseract_cmd,
+    )
+    layouts = list(read_layouts(job))
+    table = feature_table(layouts, lexicon, plan.day_first)
+    truth = {name: value for name, value in (row.get("fields") or {}).items() if value is not None}
+    return Sample(
+        spec=spec,
+        fields=[name for name, _, _ in table],
+        rows=np.array([design_row(name, features) for name, _, features in table], dtype=np.float32).reshape(
+            len(table), -1
+        ),
+        positive=np.array(
+            [name in truth and value_matches(name, candidate.value, truth[name]) for name, candidate, _ in table]
+        ),
+        values=[candidate.value for _, candidate, _ in table],
+        truth=truth,
+        text="\n".join(layout.text for layout in layouts),
+        doc_type=row.get("doc_type") or UNKNOWN_DOCUMENT_TYPE,
+        pages=len(layouts),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def fit(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lexicon, version: str) -> ExtractorModels:
+    loan = [sample for sample in samples if len(sample.rows)]
+    ranker = FieldRanker.train(
+        np.vstack([sample.rows for sample in loan]),
+        np.concatenate([sample.positive for sample in loan]),
+        min_confidence=plan.min_field_confidence,
+        seed=plan.seed,
+    )
+    doctype = DocTypeModel.train(
+        [sample.text for sample in samples],
+        [sample.doc_type for sample in samples],
+        min_confidence=plan.min_doctype_confidence,
+    )
+    return ExtractorModels(version, ranker, doctype, lexicon)
+
+
+@dataclass
+class Score:
+    """Field outcomes of a set of documents: right, wrong (a value that is not the truth, or a
+    value where the document has none) and missing (no value where the document has one)."""
+
+    right: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    wrong: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    missing: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    doc_types: int = 0
+    doc_types_right: int = 0
+    documents: int = 0
+
+    def add(self, sample: Sample, models: ExtractorModels) -> None:
+        self.documents += 1
+        self.doc_types += 1
+        self.doc_types_right += models.doctype.predict(sample.text)[0] == sample.doc_type
+        picked = pick_values(sample, models.ranker)
+        for name in FIELD_NAMES:
+            truth, value = sample.truth.get(name), picked.get(name)
+            if truth is None:
+                self.wrong[name] += value is not None
+            elif value is None:
+                self.missing[name] += 1
+            elif value_matches(name, value, truth):
+                self.right[name] += 1
+            else:
+                self.wrong[name] += 1
+
+    def summary(self) -> dict[str, Any]:
+        labelled = {name: self.right[name] + self.missing[name] + self.wrong[name] for name in FIELD_NAMES}
+        total = sum(labelled.values()) or 1
+        return {
+            "documents": self.documents,
+            "field_accuracy": round(sum(self.right.values()) / total, 4),
+            "wrong_rate": round(sum(self.wrong.values()) / total, 4),
+            "missing_rate": round(sum(self.missing.values()) / total, 4),
+            "doc_type_accuracy": round(self.doc_types_right / max(self.doc_types, 1), 4),
+            "fields": {
+                name: round(self.right[name] / labelled[name], 4) for name in FIELD_NAMES if labelled[name]
+            },
+        }
+
+
+def pick_values(sample: Sample, ranker: FieldRanker) -> dict[str, Any]:
+    if not len(sample.rows):
+        return {}
+    scores = ranker.scores(sample.rows)
+    best: dict[str, tuple[float, Any]] = {}
+    for name, value, score in zip(sample.fields, sample.values, scores, strict=True):
+        if score >= ranker.min_confidence and score > best.get(name, (-1.0, None))[0]:
+            best[name] = (float(score), value)
+    return {name: value for name, (_, value) in best.items()}
+
+
+def source_of(spec: Spec) -> str:
+    return "text_pdf" if spec.kind == "text_pdf" else "scan"
+
+
+def held_out_metrics(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lexicon) -> dict[str, Any]:
+    """Leave-family-out: each fold's families scored by a model trained without them."""
+    training = [sample for sample in samples if sample.spec.pool == TRAIN]
+    held_out = [sample for sample in samples if sample.spec.pool == HELD_OUT]
+    by_source: dict[str, Score] = defaultdict(Score)
+    by_family: dict[str, Score] = defaultdict(Score)
+    for fold in plan.folds:
+        models = fit([s for s in training if s.spec.family not in fold], plan, lexicon, "fold")
+        for sample in held_out:
+            if sample.spec.family in fold or (sample.spec.family == "non_loan" and fold == plan.folds[0]):
+                by_source[source_of(sample.spec)].add(sample, models)
+                by_family[sample.spec.family].add(sample, models)
+    result = {source: score.summary() for source, score in sorted(by_source.items())}
+    result["by_family"] = {family: score.summary() for family, score in sorted(by_family.items())}
+    return result
+
+
+def featurise_all(specs: Sequence[Spec], plan: TrainingPlan, lexicon: Lexicon, workers: int) -> list[Sample]:
+    """Featurise in a process pool (OCR dominates: one single-threaded Tesseract per worker)."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(featurise, spec, plan, lexicon) for spec in specs]
+        return [future.result() for future in tqdm(futures, desc="train_extractor", unit="doc", mininterval=5)]
+
+
+def train(plan: TrainingPlan, lexicon: Lexicon, version: str, workers: int) -> tuple[ExtractorModels, dict[str, Any]]:
+    """The model trained on the whole training pool, and its metrics (held-out figures first)."""
+    started = time.perf_counter()
+    specs = plan_specs(plan)
+    samples = featurise_all(specs, plan, lexicon, workers)
+    featurised = time.perf_counter()
+    metrics = {"held_out": held_out_metrics(samples, plan, lexicon)}
+    models = fit([sample for sample in samples if sample.spec.pool == TRAIN], plan, lexicon, version)
+    finished = time.perf_counter()
+    training = [sample for sample in samples if sample.spec.pool == TRAIN]
+    models.training = metrics["training"] = {
+        "documents": len(training),
+        "held_out_documents": len(samples) - len(training),
+        "families": list(families.FAMILIES),
+        "folds": [list(fold) for fold in plan.folds],
+        "candidate_rows": int(sum(len(sample.rows) for sample in training)),
+        "seconds": {"corpus_and_features": round(featurised - started, 1), "fit": round(finished - featurised, 1)},
+        "seed": plan.seed,
+    }
+    return models, metrics
+
+
+def plan_from_settings(settings) -> TrainingPlan:
+    train_settings = settings.train
+    folded = {family for fold in train_settings.folds for family in fold}
+    if folded != set(families.FAMILIES):
+        raise ConfigError(
+            f"train.folds: every layout family must be held out in exactly one fold; missing "
+            f"{sorted(set(families.FAMILIES) - folded)}, unknown {sorted(folded - set(families.FAMILIES))}. "
+            f"Families: {', '.join(families.FAMILIES)}"
+        )
+    return TrainingPlan(
+        seed=train_settings.seed,
+        text_documents=train_settings.text_documents,
+        scan_documents=train_settings.scan_documents,
+        non_loan_documents=train_settings.non_loan_documents,
+        folds=tuple(tuple(fold) for fold in train_settings.folds),
+        min_field_confidence=train_settings.min_field_confidence,
+        min_doctype_confidence=train_settings.min_doctype_confidence,
+        ocr_dpi=settings.extract.ocr_dpi,
+        text_layer_min_chars=settings.preprocess.text_layer_min_chars,
+        day_first=settings.extract.date_order == "day_first",
+        tesseract_cmd=settings.extract.tesseract_cmd,
+    )
+
+
+def train_extractor(settings) -> dict[str, Any]:
+    """Train, save the artifact named by the settings and its metrics.json beside it."""
+    lexicon = Lexicon.load(settings.train.lexicon_file, settings.train.servicers_file)
+    models, metrics = train(plan_from_settings(settings), lexicon, settings.extract.model_version, settings.workers)
+    target = settings.extractor_model_file
+    save_models(models, target)
+    (target.parent / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def held_out_table(metrics: dict[str, Any]) -> str:
+    """The held-out accuracy table: per field, text PDFs and scans, then the document-level rates."""
+    held_out = metrics["held_out"]
+    sources = [source for source in ("text_pdf", "scan") if source in held_out]
+    lines = [f"{'held-out families and wordings':32}" + "".join(f"{source:>10}" for source in sources)]
+    for name in FIELD_NAMES:
+        cells = "".join(f"{held_out[source]['fields'].get(name, float('nan')):>10.3f}" for source in sources)
+        lines.append(f"{name:32}{cells}")
+    for key in ("field_accuracy", "wrong_rate", "missing_rate", "doc_type_accuracy", "documents"):
+        lines.append(f"{key:32}" + "".join(f"{held_out[source][key]:>10}" for source in sources))
+    return "\n".join(lines)
