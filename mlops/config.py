@@ -115,9 +115,19 @@ class ExtractSettings(BaseModel):
 
 
 class QualitySettings(BaseModel):
+    """The extraction gate (validate_extraction). The ``min_*`` keys bound its critical
+    expectations: any of them failing makes the run FAILED whatever the score."""
+
     suite_file: Path = Path("config/expectations/extractions.json")
     passed_threshold: float = Field(0.95, ge=0, le=1)
     warning_threshold: float = Field(0.90, ge=0, le=1)
+    min_field_completeness: float = Field(
+        0.8, ge=0, le=1, description="per document type, share of its documents that have each field it carries"
+    )
+    min_mean_confidence: float = Field(0.6, ge=0, le=1, description="mean confidence of the fields extracted")
+    min_known_doc_type_share: float = Field(
+        0.8, ge=0, le=1, description="share of documents classified as a known loan document type"
+    )
     data_docs: bool = True
 
     @model_validator(mode="after")

@@ -1,13 +1,16 @@
 """validate_extraction: the Great Expectations gate on the extracted table.
 
-One GX validation for the whole run (importing GX costs seconds; validating is cheap), against
-the suite file in ``config/expectations/``. The score maps to PASSED / WARNING / FAILED by the
-configured thresholds; rows that break expectations are traced to their documents, and the GX
-Data Docs site is published under ``reports/<run_id>/data_docs/``.
+One GX checkpoint for the whole run (importing GX costs seconds; validating is cheap), against
+the suite file in ``config/expectations/`` and the critical expectations generated from
+``REQUIRED_FIELDS`` (completeness per document type, mean field confidence, known-type share).
+A failed critical expectation makes the run FAILED; otherwise the score maps to PASSED / WARNING /
+FAILED by the configured thresholds. Rows that break expectations are traced to their documents,
+and the GX Data Docs site is published under ``reports/<run_id>/data_docs/``.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from mlops.quality.expectations import GateThresholds, validate_extractions
 from mlops.stages import StageContext
 
 STAGE = "validate_extraction"
+log = logging.getLogger(__name__)
 
 
 def extractions(ctx: StageContext) -> pd.DataFrame:
@@ -26,7 +30,13 @@ def extractions(ctx: StageContext) -> pd.DataFrame:
 
 def run(ctx: StageContext) -> dict[str, Any]:
     settings = ctx.settings.quality
-    thresholds = GateThresholds(passed=settings.passed_threshold, warning=settings.warning_threshold)
+    thresholds = GateThresholds(
+        passed=settings.passed_threshold,
+        warning=settings.warning_threshold,
+        min_field_completeness=settings.min_field_completeness,
+        min_mean_confidence=settings.min_mean_confidence,
+        min_known_doc_type_share=settings.min_known_doc_type_share,
+    )
     with tempfile.TemporaryDirectory(prefix="data-docs-") as docs_dir:
         result = validate_extractions(
             extractions(ctx),
@@ -40,7 +50,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.catalog.save_json(f"{STAGE}/result", summary | {"data_docs": data_docs})
     for sha256, broken in result.failing_rows.items():
         ctx.audit(STAGE, "expectations_failed", sha256=sha256, expectations=broken)
-    return {"score": result.score, "status": str(result.status), "rows": result.rows, "data_docs": data_docs}
+    if result.critical_failures:
+        log.warning("quality gate FAILED on critical expectations: %s", "; ".join(result.critical_failures))
+    return {"score": result.score, "status": str(result.status), "rows": result.rows, "data_docs": data_docs,
+            "critical_failures": result.critical_failures}
 
 
 def publish_directory(ctx: StageContext, directory: Path, name: str) -> str:

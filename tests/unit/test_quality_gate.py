@@ -1,4 +1,5 @@
-"""The GX extraction gate: the suite file, scores, statuses and row tracing (no services)."""
+"""The GX extraction gate: the suite file, scores, critical expectations, statuses and row tracing
+(no services)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,22 @@ import pandas as pd
 import pytest
 
 from mlops.errors import ConfigError
-from mlops.models import DOCUMENT_TYPES, Extraction, FieldValue
+from mlops.models import (
+    DOCUMENT_TYPES,
+    FIELD_NAMES,
+    REQUIRED_FIELDS,
+    UNKNOWN_DOCUMENT_TYPE,
+    Extraction,
+    FieldValue,
+)
 from mlops.quality.expectations import (
     GateThresholds,
     QualityStatus,
     load_suite,
     validate_extractions,
 )
+from mlops.stages import StageContext, open_context, validate_extraction
+from tests.fixtures.platform import platform_settings
 
 SUITE = Path(__file__).resolve().parents[2] / "config" / "expectations" / "extractions.json"
 AS_OF = date(2025, 6, 1)
@@ -60,8 +70,31 @@ def clean_frame(n: int = 40) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def blank(frame: pd.DataFrame, fields, rows=slice(None)) -> pd.DataFrame:
+    """The frame with ``fields`` missing in ``rows``, as Extraction.row() writes a missing field."""
+    selected = frame.index.isin(frame.loc[rows].index)
+    frame = frame.copy()
+    for field in fields:
+        frame[field] = frame[field].mask(selected)
+        frame.loc[selected, f"{field}_confidence"] = 0.0
+    return frame
+
+
+def completeness(field: str, doc_type: str) -> str:
+    return f"expect_column_values_to_not_be_null({field}) where doc_type == {doc_type} [critical]"
+
+
+KNOWN_TYPE = "expect_column_values_to_be_in_set(doc_type) [critical]"
+MEAN_CONFIDENCE = "expect_column_mean_to_be_between(mean_field_confidence) [critical]"
+
+
 def failed(result) -> set[tuple[str, str | None]]:
     return {(outcome.type, outcome.column) for outcome in result.failed_expectations()}
+
+
+def stage_context(tmp_path: Path, **settings) -> StageContext:
+    """A run on the embedded default (local directory + SQLite) under tmp_path."""
+    return open_context("run-1", platform_settings(tmp_path, **settings), as_of=AS_OF)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +133,9 @@ def test_suite_file_is_gx_json_with_the_expected_checks():
     doc_types = next(
         e for e in suite.expectations if getattr(e, "column", None) == "doc_type" and hasattr(e, "value_set")
     )
-    assert set(doc_types.value_set) == set(DOCUMENT_TYPES)
+    assert set(doc_types.value_set) == {*DOCUMENT_TYPES, UNKNOWN_DOCUMENT_TYPE}
+    # the hand-written checks are scored; only generated ones decide the run on their own
+    assert {e.severity for e in suite.expectations} == {"warning"}
 
 
 def test_a_bad_expectation_in_the_suite_file_is_a_clear_error(tmp_path):
@@ -116,6 +151,9 @@ def test_a_bad_expectation_in_the_suite_file_is_a_clear_error(tmp_path):
 def test_clean_extractions_pass(clean_result):
     assert clean_result.status is QualityStatus.PASSED
     assert clean_result.score == 1.0
+    assert clean_result.critical_failures == []
+    # one completeness check per (type, field it carries), the known-type share, the mean confidence
+    assert clean_result.critical_expectations == sum(map(len, REQUIRED_FIELDS.values())) + 2
     assert clean_result.rows == 40
     assert clean_result.failing_rows == {}
     assert all(clean_result.row_pass.values()) and len(clean_result.row_pass) == 40
@@ -130,8 +168,13 @@ def test_bad_rows_fail_the_right_expectations(bad_result):
         ("expect_column_values_to_be_in_set", "doc_type"),
         ("expect_column_values_to_not_be_null", "account_number"),
     }
-    assert bad_result.score == pytest.approx(19 / 25)
+    assert bad_result.score == pytest.approx(18 / 24)
     assert bad_result.status is QualityStatus.FAILED
+    # 8 missing account numbers leave two types (7 documents each) at 5/7 < 80% complete
+    assert bad_result.critical_failures == [
+        completeness("account_number", "billing_statement"),
+        completeness("account_number", "deferment_forbearance_request"),
+    ]
     nulls = next(o for o in bad_result.expectations if o.column == "account_number")
     assert nulls.unexpected_count == 8 and nulls.unexpected_percent == pytest.approx(20.0)
 
@@ -141,11 +184,12 @@ def test_bad_rows_are_traced_to_their_documents(bad_result):
     assert failing[sha(3)] == ["expect_column_values_to_be_between(interest_rate)"]
     assert failing[sha(5)] == ["expect_column_values_to_be_between(principal)"]
     assert failing[sha(7)] == ["expect_column_values_to_match_regex(disbursement_date)"]
-    assert failing[sha(9)] == ["expect_column_values_to_be_in_set(doc_type)"]
+    assert failing[sha(9)] == ["expect_column_values_to_be_in_set(doc_type)", KNOWN_TYPE]
     assert failing[sha(11)] == ["expect_column_values_to_be_between(disbursement_year)"]
     assert all(
-        failing[sha(i)] == ["expect_column_values_to_not_be_null(account_number)"] for i in range(20, 28)
+        failing[sha(i)][0] == "expect_column_values_to_not_be_null(account_number)" for i in range(20, 28)
     )
+    assert failing[sha(20)][1:] == [completeness("account_number", "billing_statement")]
     assert set(failing) == {sha(i) for i in (3, 5, 7, 9, 11, *range(20, 28))}
     assert bad_result.row_pass[sha(0)] is True and bad_result.row_pass[sha(3)] is False
     assert bad_result.summary()["row_pass_rate"] == pytest.approx(27 / 40)
@@ -224,4 +268,91 @@ def test_data_docs_are_built(tmp_path):
     assert result.data_docs_index == (tmp_path / "docs" / "index.html").resolve()
     assert "extractions" in result.data_docs_index.read_text()
     pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
-    assert len(pages) == 1 and "interest_rate" in pages[0].read_text()
+    by_suite = {page.relative_to(tmp_path / "docs" / "validations").parts[0]: page.read_text() for page in pages}
+    assert set(by_suite) == {"extractions", "extractions_critical"}
+    assert "interest_rate" in by_suite["extractions"]
+    assert "doc_type == billing_statement" in by_suite["extractions_critical"]
+    assert "mean_field_confidence" in by_suite["extractions_critical"]
+
+
+def test_most_fields_missing_fails_on_completeness_whatever_the_score():
+    """Unfamiliar layouts: the classifier still types the documents, the fields come back empty.
+    Nulls break few value checks, so the score alone would pass this batch."""
+    missing = [field for field in FIELD_NAMES if field != "borrower_name"]
+
+    result = validate_extractions(blank(clean_frame(), missing), SUITE, as_of=AS_OF)
+
+    assert result.score >= GateThresholds().passed
+    assert result.status is QualityStatus.FAILED
+    assert set(result.critical_failures) == {
+        completeness(field, doc_type)
+        for doc_type, fields in REQUIRED_FIELDS.items()
+        for field in fields
+        if field in missing
+    }
+    # the one field left keeps its confidence: absent fields do not drag the mean down
+    assert MEAN_CONFIDENCE not in result.critical_failures
+    assert result.summary()["critical_failures"] == result.critical_failures
+
+
+def test_fields_a_document_type_does_not_carry_may_be_missing():
+    frame = clean_frame()
+    enrollment = frame["doc_type"] == "enrollment_verification"
+    absent = set(FIELD_NAMES) - set(REQUIRED_FIELDS["enrollment_verification"])
+
+    result = validate_extractions(blank(frame, absent, enrollment), SUITE, as_of=AS_OF)
+
+    assert result.status is QualityStatus.PASSED and result.critical_failures == []
+
+
+def test_a_batch_of_mostly_unknown_documents_fails():
+    frame = clean_frame()
+    frame.loc[0:14, "doc_type"] = UNKNOWN_DOCUMENT_TYPE
+    frame.loc[15:29, "doc_type"] = None  # older extractors leave it null: the same answer
+
+    result = validate_extractions(frame, SUITE, as_of=AS_OF)
+
+    assert result.status is QualityStatus.FAILED
+    assert result.critical_failures == [KNOWN_TYPE]
+    assert result.score == 1.0  # "unknown" is a legitimate answer of the classifier
+    known = next(o for o in result.expectations if o.label == KNOWN_TYPE)
+    assert known.unexpected_count == 30
+    assert result.failing_rows[sha(0)] == [KNOWN_TYPE] and result.failing_rows[sha(20)] == [KNOWN_TYPE]
+
+
+def test_a_few_unknown_documents_are_tolerated():
+    frame = clean_frame()
+    frame.loc[0:3, "doc_type"] = UNKNOWN_DOCUMENT_TYPE  # 10% of the batch
+
+    result = validate_extractions(frame, SUITE, as_of=AS_OF)
+
+    assert result.status is QualityStatus.PASSED and result.row_pass[sha(0)] is False
+
+
+@pytest.mark.parametrize(("minimum", "status"), [(0.6, QualityStatus.FAILED), (0.3, QualityStatus.PASSED)])
+def test_low_mean_field_confidence_fails_below_the_configured_minimum(minimum, status):
+    frame = clean_frame()
+    for field in FIELD_NAMES:
+        frame[f"{field}_confidence"] = 0.4
+
+    result = validate_extractions(
+        frame, SUITE, thresholds=GateThresholds(min_mean_confidence=minimum), as_of=AS_OF
+    )
+
+    assert result.status is status
+    confidence = next(o for o in result.expectations if o.label == MEAN_CONFIDENCE)
+    assert confidence.observed_value == pytest.approx(0.4)
+    assert result.critical_failures == ([MEAN_CONFIDENCE] if status is QualityStatus.FAILED else [])
+
+
+def test_the_stage_reads_the_minimums_from_the_settings_and_names_critical_failures(tmp_path):
+    ctx = stage_context(tmp_path, quality={"data_docs": False, "min_mean_confidence": 0.95})
+    ctx.catalog.save_table("extract_data/part-0000", clean_frame())  # confidences are 0.93
+
+    summary = validate_extraction.run(ctx)
+
+    assert summary["status"] == "FAILED" and summary["critical_failures"] == [MEAN_CONFIDENCE]
+    saved = ctx.catalog.load_json("validate_extraction/result")
+    assert saved["critical_failures"] == [MEAN_CONFIDENCE]
+    assert saved["thresholds"]["min_mean_confidence"] == 0.95
+    assert {"score", "status", "thresholds", "row_pass", "expectations"} <= set(saved)
