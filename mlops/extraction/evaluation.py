@@ -2,10 +2,13 @@
 
 Used for the extraction-quality metrics of a run and for the bias check, which compares the
 same accuracies between groups of documents (text layer vs OCR, scan quality, format...).
+Labels are read only through :func:`parse_labels`, so every reader copes the same way with a
+file in a format the pipeline does not understand.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +20,47 @@ from mlops.models import FIELD_NAMES, NUMERIC_FIELDS
 ABSOLUTE_TOLERANCE = 0.01
 """A numeric field is right within a cent (or 0.01 percentage point, or exactly for months):
 a principal misread by one digit must count as wrong, so there is no relative slack."""
+
+
+def parse_labels(body: bytes) -> tuple[list[dict[str, Any]], list[str]]:
+    """The usable rows of a ``labels.jsonl`` file, and one problem per line that is not usable.
+
+    A usable row is a JSON object with a non-empty string ``sha256`` and an object ``fields``:
+    what scoring joins on and compares. Anything else (another labels format, a truncated line,
+    an empty file, bytes that are not text) is reported, never raised: ground truth is optional,
+    finishing the run is not. The caller decides what to say; rows are returned as they are.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [f"not UTF-8 text ({exc.reason} at byte {exc.start})"]
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        return [], ["the file is empty"]
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: not JSON ({exc.msg})")
+            continue
+        problem = _label_row_problem(row)
+        if problem:
+            problems.append(f"line {number}: {problem}")
+        else:
+            rows.append(row)
+    return rows, problems
+
+
+def _label_row_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    if not isinstance(row.get("sha256"), str) or not row["sha256"]:
+        return "no 'sha256' string"
+    if not isinstance(row.get("fields"), dict):
+        return "no 'fields' object"
+    return None
 
 
 def _missing(value: Any) -> bool:

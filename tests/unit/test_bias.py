@@ -1,4 +1,5 @@
-"""The bias check flags slices whose extraction quality lags, and only those."""
+"""The bias check flags slices whose extraction quality lags, and only those; the check_bias stage
+measures accuracy per slice from labels, and finishes without it when it cannot read them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import math
 import pandas as pd
 import pytest
 
+from mlops.models import FIELD_NAMES, REQUIRED_FIELDS
 from mlops.quality.bias import BiasThresholds, check_bias, page_bucket, scan_quality_bucket
+from mlops.stages import StageContext
+from mlops.stages import check_bias as check_bias_stage
+from tests.unit.test_quality_gate import clean_frame, stage_context
 
 
 def document(format: str = "pdf", accuracy: float = 0.95, **overrides: object) -> dict[str, object]:
@@ -192,3 +197,120 @@ def test_page_bucket_cut_points(pages, bucket):
 )
 def test_scan_quality_bucket_cut_points(has_text_layer, clarity, bucket):
     assert scan_quality_bucket(has_text_layer, clarity) == bucket
+
+
+# --- the check_bias stage: labels, accuracy per slice, labels it cannot read --------------------
+
+LABELS_KEY = "landing/labels.jsonl"
+
+
+def bias_run(tmp_path, labels: bytes | None, blank_fields=()) -> StageContext:
+    """A run whose extract_data and preprocess_documents outputs are in the catalog: 12 documents
+    (every type twice), pdf with a text layer (even rows) and jpeg scans (odd rows). check_bias
+    reads only ``row_pass`` of the gate's result."""
+    ctx = stage_context(tmp_path)
+    extracted = clean_frame(12)
+    ctx.catalog.save_table("extract_data/part-0000", extracted)
+    ctx.catalog.save_table("preprocess_documents/documents", pd.DataFrame({
+        "sha256": extracted["sha256"],
+        "format": ["pdf" if i % 2 == 0 else "jpeg" for i in range(12)],
+        "pages": 1,
+        "has_text_layer": [i % 2 == 0 for i in range(12)],
+        "clarity": 0.7,
+    }))
+    ctx.catalog.save_json("validate_extraction/result", {"row_pass": {}})
+    if labels is not None:
+        ctx.store.put_bytes(LABELS_KEY, labels)
+    return ctx
+
+
+def sample_labels(ctx: StageContext, jpeg_wrong: tuple[str, ...] = ()) -> list[dict[str, object]]:
+    """labels.jsonl rows as mlops.sample_data writes them; ``jpeg_wrong`` fields of the jpeg
+    documents hold a different truth than what was extracted."""
+    rows = []
+    for i, row in enumerate(ctx.catalog.load_records("extract_data/part-0000")):
+        fields = {name: row[name] for name in FIELD_NAMES}
+        if i % 2:
+            fields |= {name: "something else" for name in jpeg_wrong}
+        rows.append({"filename": f"doc-{i}.pdf", "sha256": row["sha256"], "doc_type": row["doc_type"],
+                     "family": "classic", "fields": fields, "expected_quarantine_reason": None})
+    return rows
+
+
+def jsonl(rows) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def warnings_about_labels(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and LABELS_KEY in r.getMessage()]
+
+
+def test_with_labels_the_stage_reports_field_accuracy_per_slice(tmp_path, caplog):
+    ctx = bias_run(tmp_path, labels=None)
+    ctx.store.put_bytes(LABELS_KEY, jsonl(sample_labels(ctx, jpeg_wrong=("servicer", "principal"))))
+
+    summary = check_bias_stage.run(ctx)
+
+    result = ctx.catalog.load_json("check_bias/result")
+    accuracy = result["dimensions"]["format"]["metrics"]["field_accuracy"]
+    assert accuracy["by_group"] == {"jpeg": pytest.approx(6 / 8), "pdf": 1.0}
+    assert accuracy["flagged"] is True  # difference 0.25 > 0.20
+    assert result["dimensions"]["doc_type"]["metrics"]["field_accuracy"]["group_sizes"]["billing_statement"] == 2
+    assert summary["field_accuracy"] == pytest.approx(14 / 16)
+    assert summary["accuracy_skipped"] is None and result["accuracy_skipped"] is None
+    assert ctx.catalog.load_json("check_bias/accuracy")["fields"]["principal"] == pytest.approx(0.5)
+    assert warnings_about_labels(caplog) == []
+
+
+MALFORMED_LABELS = {
+    "another schema": jsonl([{"file": f"doc-{i}.pdf", "truth": {"principal": 5000}} for i in range(3)]),
+    "rows without fields": jsonl([{"sha256": "ab" * 32, "doc_type": "billing_statement"}]),
+    "rows that are not objects": b'[1, 2]\n"billing_statement"\n42\n',
+    "not JSON": b"sha256,principal\nabc,5000\n",
+    "empty": b"",
+    "not text": b"\xff\xfe\x00\x01labels",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_LABELS.values(), ids=MALFORMED_LABELS.keys())
+def test_labels_it_cannot_read_skip_accuracy_with_one_warning_and_the_run_goes_on(tmp_path, caplog, body):
+    ctx = bias_run(tmp_path, labels=body)
+
+    summary = check_bias_stage.run(ctx)
+
+    assert summary["field_accuracy"] is None
+    assert summary["accuracy_skipped"].startswith(f"labels at {ctx.store.uri(LABELS_KEY)} unusable")
+    assert len(warnings_about_labels(caplog)) == 1
+    assert "field accuracy skipped" in warnings_about_labels(caplog)[0]
+    result = ctx.catalog.load_json("check_bias/result")
+    assert result["accuracy_skipped"] == summary["accuracy_skipped"]
+    assert set(result["dimensions"]["format"]["metrics"]) == {"completeness", "mean_confidence", "validation_pass"}
+    assert ctx.catalog.load_json("check_bias/accuracy") is None
+
+
+def test_a_few_broken_label_lines_are_warned_about_and_the_rest_still_scored(tmp_path, caplog):
+    ctx = bias_run(tmp_path, labels=None)
+    rows = sample_labels(ctx)
+    ctx.store.put_bytes(LABELS_KEY, jsonl(rows[:6]) + b'{"sha256": "truncated\n' + jsonl(rows[6:]))
+
+    summary = check_bias_stage.run(ctx)
+
+    assert summary["field_accuracy"] == 1.0 and summary["accuracy_skipped"] is None
+    (warning,) = warnings_about_labels(caplog)
+    assert "line 7: not JSON" in warning and "accuracy measured on the 12 usable rows" in warning
+
+
+def test_without_labels_completeness_counts_the_fields_each_document_type_carries(tmp_path, caplog):
+    ctx = bias_run(tmp_path, labels=None)
+    extracted = ctx.catalog.load_table("extract_data/part-0000")
+    enrollment = extracted["doc_type"] == "enrollment_verification"
+    for name in set(FIELD_NAMES) - set(REQUIRED_FIELDS["enrollment_verification"]):
+        extracted[name] = extracted[name].mask(enrollment)
+    ctx.catalog.save_table("extract_data/part-0000", extracted)
+
+    summary = check_bias_stage.run(ctx)
+
+    assert summary["accuracy_skipped"] == f"no labels at {ctx.store.uri(LABELS_KEY)}"
+    completeness = ctx.catalog.load_json("check_bias/result")["dimensions"]["doc_type"]["metrics"]["completeness"]
+    assert completeness["by_group"]["enrollment_verification"] == 1.0
+    assert warnings_about_labels(caplog) == []
