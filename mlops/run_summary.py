@@ -98,6 +98,7 @@ def build_summary(ctx: StageContext) -> dict[str, Any]:
             "status": validation["status"],
             "thresholds": {"passed": validation["thresholds"]["passed"], "warning": validation["thresholds"]["warning"]},
             "data_docs": validation.get("data_docs"),
+            "critical_failures": validation.get("critical_failures", []),
         } if validation else None,
         "anomalies": {"count": anomalies["count"], "by_detector": anomalies["by_detector"]} if anomalies else None,
         "bias": bias["max_disparity"] if bias else None,

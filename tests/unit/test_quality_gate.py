@@ -26,6 +26,7 @@ from mlops.quality.expectations import (
     load_suite,
     validate_extractions,
 )
+from mlops.run_summary import build_summary
 from mlops.stages import StageContext, open_context, validate_extraction
 from tests.fixtures.platform import platform_settings
 
@@ -356,3 +357,6 @@ def test_the_stage_reads_the_minimums_from_the_settings_and_names_critical_failu
     assert saved["critical_failures"] == [MEAN_CONFIDENCE]
     assert saved["thresholds"]["min_mean_confidence"] == 0.95
     assert {"score", "status", "thresholds", "row_pass", "expectations"} <= set(saved)
+    run_summary = build_summary(ctx)  # what run_summary.json will say
+    assert run_summary["status"] == "failed"
+    assert run_summary["validation"]["critical_failures"] == [MEAN_CONFIDENCE]
