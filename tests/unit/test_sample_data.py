@@ -1,12 +1,14 @@
 """The synthetic corpus is the ground truth every stage is scored against, so its files must really
 be what labels.jsonl says they are: same bytes for the same seed, readable documents with the printed
-values, and bad input that is bad in the way its label claims."""
+values (once each, beside distractors of the same type), many layouts, and bad input that is bad in
+the way its label claims."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import random
 import re
 import struct
 from collections import Counter
@@ -18,12 +20,41 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
-from mlops.models import DocumentFormat, QuarantineReason
+from mlops.document_families import (
+    FAMILIES,
+    FONTS,
+    KINDS,
+    SERVICERS,
+    TITLES,
+    WORDINGS,
+    family_document,
+    make_document,
+    non_loan_document,
+    render,
+)
+from mlops.models import FIELD_NAMES, REQUIRED_FIELDS, UNKNOWN_DOCUMENT_TYPE, DocumentFormat, QuarantineReason
 from mlops.sample_data import DOC_TYPES, FIELD_LABELS, LABELS_FILENAME, generate_corpus, special_counts
+from mlops.sample_rendering import (
+    GRADES,
+    LOW_CONTRAST_INK,
+    LOW_CONTRAST_PAPER,
+    NOISE_PER_CONTRAST,
+    PAGE_SIZES,
+    POOR_JPEG_QUALITY,
+    ScanQuality,
+)
 
 COUNT = 12
 SEED = 11
 MAX_FILE_BYTES = 200_000
+MONEY = re.compile(r"USD -?[\d,]+\.\d{2}|-?\$[\d,]+\.\d{2}|-?[\d,]+\.\d{2} USD")
+MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
+DATE = re.compile(
+    rf"\b\d{{2}}/\d{{2}}/\d{{4}}\b|\b\d{{2}}-\d{{2}}-\d{{2}}\b|{MONTH} \d{{1,2}}, \d{{4}}"
+    rf"|\b\d{{1,2}} {MONTH} \d{{4}}|\b\d{{4}}-\d{{2}}-\d{{2}}\b"
+)
+RATE = re.compile(r"\b\d+(?:\.\d+)?(?: ?%| percent)")
+LETTER_WORDINGS = {"prose", "address block", "signature block"}
 
 
 def build(count: int = COUNT, seed: int = SEED, **kwargs) -> tuple[dict[str, bytes], list[dict]]:
@@ -49,6 +80,15 @@ def by_name(corpus) -> dict[str, dict]:
     return {row["filename"]: row for row in corpus[1]}
 
 
+@pytest.fixture(scope="module")
+def family_sweep() -> list[tuple[bytes, dict]]:
+    """One text PDF of every family and document type."""
+    return [
+        family_document(family, doc_type, "text_pdf", f"sweep-{n}")
+        for n, (family, doc_type) in enumerate((f, t) for f in FAMILIES for t in DOC_TYPES)
+    ]
+
+
 def good_rows(rows: list[dict]) -> list[dict]:
     return [row for row in rows if row["expected_quarantine_reason"] is None]
 
@@ -61,20 +101,64 @@ def kind(row: dict) -> str:
 
 def pdf_text(data: bytes) -> list[str]:
     document = pypdfium2.PdfDocument(data)
-    return [document[n].get_textpage().get_text_range() for n in range(len(document))]
+    return [" ".join(document[n].get_textpage().get_text_range().split()) for n in range(len(document))]
 
 
 def parse_money(text: str) -> float:
-    return float(text.replace("$", "").replace(",", ""))
+    assert MONEY.fullmatch(text), text
+    return float(text.replace("USD", "").replace("$", "").replace(",", ""))
+
+
+def parse_rate(text: str) -> float:
+    assert RATE.fullmatch(text), text
+    return float(text.replace("percent", "").replace("%", ""))
+
+
+def parse_term(text: str) -> int:
+    number, unit = re.fullmatch(r"(\d+) (months|years|mo\.|monthly payments)", text).groups()
+    return int(number) * (12 if unit == "years" else 1)
 
 
 def parse_date(text: str) -> date:
-    for pattern in ("%m/%d/%Y", "%B %d, %Y", "%Y-%m-%d"):
+    assert DATE.fullmatch(text), text
+    cleaned = re.sub(r"\bSept\b", "Sep", text.replace(".", ""))
+    for pattern in ("%m/%d/%Y", "%m-%d-%y", "%B %d, %Y", "%b %d, %Y", "%d %b %Y", "%Y-%m-%d"):
         try:
-            return datetime.strptime(text, pattern).date()
+            return datetime.strptime(cleaned, pattern).date()
         except ValueError:
             pass
     raise AssertionError(f"unrecognised date {text!r}")
+
+
+def assert_printed_matches_truth(row: dict) -> None:
+    fields, printed = row["fields"], row["printed"]
+    assert printed.keys() == fields.keys()
+    assert set(fields) <= set(REQUIRED_FIELDS[row["doc_type"]])
+    assert {"borrower_name", "account_number", "servicer"} <= fields.keys()
+    assert fields["servicer"] == row["servicer"] in SERVICERS
+    assert printed["servicer"] in (
+        fields["servicer"],
+        fields["servicer"].upper(),
+        *SERVICERS[fields["servicer"]],
+    )
+    assert printed["borrower_name"].casefold() == fields["borrower_name"].casefold()
+    assert printed["account_number"] == fields["account_number"]
+    assert re.fullmatch(
+        r"[A-Z]{2}-\d{9}|\d{4}-\d{4}-\d{2}|\d{10}|[A-Z]-\d{4}-\d{4}", fields["account_number"]
+    )
+    for name in ("principal", "monthly_payment"):
+        if name in fields:
+            assert isinstance(fields[name], float) and parse_money(printed[name]) == fields[name]
+    if "interest_rate" in fields:
+        assert isinstance(fields["interest_rate"], float)
+        assert parse_rate(printed["interest_rate"]) == fields["interest_rate"]
+    if "term_months" in fields:
+        assert (
+            isinstance(fields["term_months"], int)
+            and parse_term(printed["term_months"]) == fields["term_months"]
+        )
+    if "disbursement_date" in fields:
+        assert parse_date(printed["disbursement_date"]).isoformat() == fields["disbursement_date"]
 
 
 def test_same_seed_gives_identical_files_and_labels(corpus):
@@ -88,7 +172,7 @@ def test_same_seed_gives_identical_files_and_labels(corpus):
 
 def test_another_seed_gives_other_documents(corpus):
     files, rows = corpus
-    other_files, other_rows = build(count=5, seed=SEED + 1)
+    other_files, other_rows = build(count=1, seed=SEED + 1)
     assert other_files["bad-corrupt.pdf"] != files["bad-corrupt.pdf"]
     first = next(row for row in rows if row["filename"].startswith("doc-0001"))
     other_first = next(row for row in other_rows if row["filename"].startswith("doc-0001"))
@@ -102,6 +186,7 @@ def test_labels_file_describes_every_written_file(corpus):
     assert labels == rows
     assert [row["filename"] for row in rows] == sorted(row["filename"] for row in rows)
     assert {row["filename"] for row in rows} == set(files) - {LABELS_FILENAME}
+    assert len({frozenset(row) for row in rows}) == 1, "every row has the same keys"
     for row in rows:
         data = files[row["filename"]]
         assert row["sha256"] == hashlib.sha256(data).hexdigest()
@@ -109,14 +194,20 @@ def test_labels_file_describes_every_written_file(corpus):
     assert len(good_rows(rows)) == COUNT
 
 
-def test_every_format_and_document_type_is_represented(corpus):
+def test_every_format_family_and_document_type_is_represented(corpus):
     good = good_rows(corpus[1])
     kinds = Counter(kind(row) for row in good)
-    assert set(kinds) == {"text_pdf", "image_pdf", "png", "jpeg", "tiff"}
+    assert set(kinds) == set(KINDS)
     assert min(kinds.values()) >= 2, kinds
+    assert all(row["kind"] == kind(row) for row in good)
     types = Counter(row["doc_type"] for row in good)
     assert set(types) == set(DOC_TYPES)
     assert max(types.values()) <= 4, types
+    originals = Counter(
+        row["family"] for row in good if not row["duplicate_of"] and not row["near_duplicate_of"]
+    )
+    assert set(originals) == set(FAMILIES)
+    assert max(originals.values()) - min(originals.values()) <= 1, originals
 
 
 def test_each_bad_input_carries_its_quarantine_reason(corpus):
@@ -180,16 +271,155 @@ def test_without_bad_input_only_documents_and_labels_are_written():
     assert rows == [] and files == {LABELS_FILENAME: b""}
 
 
-def test_text_pdfs_carry_their_field_values_in_the_text_layer(corpus):
+def test_classic_text_pdfs_keep_their_label_value_lines(corpus):
     files, rows = corpus
-    text_pdfs = [row for row in good_rows(rows) if kind(row) == "text_pdf"]
-    assert text_pdfs
-    for row in text_pdfs:
-        pages = pdf_text(files[row["filename"]])
-        assert len(pages) == row["pages"]
-        lines = {line.strip() for line in pages[0].splitlines()}
+    classic = [row for row in good_rows(rows) if row["family"] == "classic"]
+    classic += [row for _, row in [family_document("classic", t, "text_pdf", 1) for t in DOC_TYPES]]
+    for row in classic:
+        data = files.get(row["filename"]) or family_document("classic", row["doc_type"], "text_pdf", 1)[0]
+        if kind(row) != "text_pdf":
+            continue
+        lines = {
+            line.strip()
+            for line in pypdfium2.PdfDocument(data)[0].get_textpage().get_text_range().splitlines()
+        }
         for name, printed in row["printed"].items():
             assert f"{FIELD_LABELS[name]}: {printed}" in lines, (row["filename"], name)
+        assert row["wordings"] == {name: FIELD_LABELS[name] for name in row["fields"]}
+        assert (row["font"], row["page_size"], row["title"]) == (
+            "Helvetica",
+            "letter",
+            TITLES[row["doc_type"]][0],
+        )
+
+
+def test_every_printed_value_is_in_the_text_layer_exactly_once(corpus, family_sweep):
+    files, rows = corpus
+    documents = [(files[row["filename"]], row) for row in good_rows(rows) if kind(row) == "text_pdf"]
+    documents += family_sweep
+    for data, row in documents:
+        pages = pdf_text(data)
+        assert len(pages) == row["pages"]
+        text = "\n".join(pages).casefold()
+        for name, printed in row["printed"].items():
+            found = text.count(" ".join(printed.split()).casefold())
+            if row["family"] == "classic":
+                assert found >= 1, (row["family"], name, printed)
+            else:
+                assert found == 1, (row["family"], row["doc_type"], name, printed)
+            assert printed.casefold() in pages[row["field_pages"][name]].casefold()
+
+
+def test_printed_values_follow_the_documented_formats_and_match_the_fields(corpus, family_sweep):
+    rows = [row for row in good_rows(corpus[1])] + [row for _, row in family_sweep]
+    for row in rows:
+        assert_printed_matches_truth(row)
+
+
+def test_distractors_of_the_same_type_sit_beside_the_truth_and_differ_from_it(family_sweep):
+    """A money, date or rate field's value occurs once among all values of its type on the page,
+    and other values of that type are present (due dates, APRs, fees, amounts due...)."""
+    for data, row in family_sweep:
+        if row["family"] == "classic":
+            continue
+        text = "\n".join(pdf_text(data))
+        amounts = [parse_money(m) for m in MONEY.findall(text)]
+        dates = [parse_date(m).isoformat() for m in DATE.findall(text)]
+        rates = [parse_rate(m) for m in RATE.findall(text)]
+        fields = row["fields"]
+        context = (row["family"], row["doc_type"])
+        assert len(amounts) > sum(name in fields for name in ("principal", "monthly_payment")), context
+        assert len(dates) > ("disbursement_date" in fields), context
+        for name in ("principal", "monthly_payment"):
+            if name in fields:
+                assert amounts.count(fields[name]) == 1, (context, name)
+        if "disbursement_date" in fields:
+            assert dates.count(fields["disbursement_date"]) == 1, context
+        if "interest_rate" in fields:
+            assert rates.count(fields["interest_rate"]) == 1 and len(rates) >= 2, context
+        pages = pdf_text(data)
+        assert all(DATE.search(page) for page in pages), f"a page of {context} has no date distractor"
+
+
+def test_layout_facts_are_labelled(family_sweep):
+    for data, row in family_sweep:
+        width, height = PAGE_SIZES[row["page_size"]]
+        document = pypdfium2.PdfDocument(data)
+        assert all(
+            (round(page.get_width()), round(page.get_height())) == (round(width), round(height))
+            for page in document
+        )
+        assert row["font"] in FONTS and row["title"] in TITLES[row["doc_type"]]
+        for name, (page, x0, top, x1, bottom) in row["field_boxes"].items():
+            assert page == row["field_pages"][name] and 0 < x0 < x1 < width and 0 < top < bottom < height
+            text = (
+                document[page]
+                .get_textpage()
+                .get_text_bounded(x0 + 1, height - bottom - 1, x1 - 1, height - top + 1)
+            )
+            assert " ".join(text.split()).casefold() == row["printed"][name].casefold(), (row["family"], name)
+        for name, wording in row["wordings"].items():
+            assert wording in WORDINGS[name] or (row["family"] == "letter" and wording in LETTER_WORDINGS)
+    multi = [row for _, row in family_sweep if row["family"] == "multi_section"]
+    assert all(row["pages"] >= 2 and max(row["field_pages"].values()) >= 1 for row in multi)
+    assert all(min(row["field_pages"].values()) == 0 for row in multi)
+
+
+def test_wordings_titles_fonts_and_paper_vary(family_sweep):
+    assert set(WORDINGS) == set(FIELD_NAMES) and all(len(set(w)) >= 10 for w in WORDINGS.values())
+    assert set(TITLES) == set(DOC_TYPES) and all(len(set(t)) >= 4 for t in TITLES.values())
+    assert set(FONTS) >= {"Helvetica", "Times", "Courier"}
+    rows = [row for _, row in family_sweep]
+    assert {row["page_size"] for row in rows} == {"letter", "a4"}
+    assert {row["font"] for row in rows} == set(FONTS)
+    assert len({row["title"] for row in rows}) > 2 * len(DOC_TYPES)
+    assert len({wording for row in rows for wording in row["wordings"].values()}) > 40
+    separators = {row["layout"].get("separator") for row in rows if row["family"] == "label_list"}
+    assert len(separators) >= 2
+
+
+def test_restrictions_choose_the_wordings_titles_and_fonts(family_sweep):
+    wordings = {name: options[-2:] for name, options in WORDINGS.items()}
+    titles = {doc_type: options[-1:] for doc_type, options in TITLES.items()}
+    for family in FAMILIES[1:]:
+        data, row = family_document(
+            family, "disclosure_statement", "text_pdf", 3, wordings=wordings, titles=titles, fonts=["Courier"]
+        )
+        assert row["title"] == TITLES["disclosure_statement"][-1] and row["font"] == "Courier"
+        assert b"/BaseFont /Courier" in data and b"/BaseFont /Helvetica" not in data
+        for name, wording in row["wordings"].items():
+            assert wording in wordings[name] or wording in LETTER_WORDINGS, (family, name, wording)
+
+
+def test_family_documents_are_deterministic_and_the_same_across_kinds():
+    first = family_document("boxed_form", "billing_statement", "jpeg", "det")
+    assert family_document("boxed_form", "billing_statement", "jpeg", "det") == first
+    text = family_document("boxed_form", "billing_statement", "text_pdf", "det")
+    assert text[1]["fields"] == first[1]["fields"] and text[1]["printed"] == first[1]["printed"]
+    assert (
+        family_document("boxed_form", "billing_statement", "text_pdf", "other")[1]["fields"]
+        != text[1]["fields"]
+    )
+
+
+def test_non_loan_forms_are_unknown_documents_without_fields():
+    rows = []
+    for number in range(12):
+        data, row = non_loan_document("text_pdf", number)
+        text = "\n".join(pdf_text(data))
+        assert row["doc_type"] == UNKNOWN_DOCUMENT_TYPE and row["fields"] == {} and row["printed"] == {}
+        assert row["family"] == "non_loan" and row["servicer"] is None
+        assert MONEY.search(text) or DATE.search(text)
+        assert row["title"] in text or row["title"].upper() in text
+        assert all(row["title"] not in titles for titles in TITLES.values())
+        rows.append(row)
+    assert len({row["layout"]["form"] for row in rows}) >= 3
+    data, row = non_loan_document("png", 1)
+    assert (
+        Image.open(io.BytesIO(data)).format == "PNG"
+        and row["dpi"]
+        and row["doc_type"] == UNKNOWN_DOCUMENT_TYPE
+    )
 
 
 def test_scans_have_no_text_layer_and_the_labelled_page_count_and_size(corpus):
@@ -197,17 +427,21 @@ def test_scans_have_no_text_layer_and_the_labelled_page_count_and_size(corpus):
     scans = [row for row in good_rows(rows) if kind(row) != "text_pdf"]
     for row in scans:
         data = files[row["filename"]]
-        assert 150 <= row["dpi"] <= 300 and row["scan_quality"] is not None
+        width, height = PAGE_SIZES[row["page_size"]]
+        assert 150 <= row["dpi"] <= 300 and row["scan_quality"]["grade"] in ("clean", "fair", "poor")
+        assert 0 < row["scan_quality"]["ink"] + 1 < row["scan_quality"]["paper"]
         if row["format"] == "pdf":
             pages = pdf_text(data)
             assert len(pages) == row["pages"]
             assert all(not text.strip() for text in pages), row["filename"]
-            width, height = pypdfium2.PdfDocument(data)[0].get_size()
-            assert (round(width), round(height)) == (612, 792)
+            page_width, page_height = pypdfium2.PdfDocument(data)[0].get_size()
+            assert abs(page_width - width) < 1.5 and abs(page_height - height) < 1.5
         else:
             image = Image.open(io.BytesIO(data))
             assert getattr(image, "n_frames", 1) == row["pages"]
-            assert image.size == (round(8.5 * row["dpi"]), round(11 * row["dpi"]))
+            sheets = row["sheets"] if row["format"] in ("png", "jpeg") else 1
+            expected = (width * row["dpi"] / 72, height * row["dpi"] / 72 * sheets)
+            assert all(abs(got - want) <= sheets for got, want in zip(image.size, expected, strict=True))
             assert round(image.info["dpi"][0]) == row["dpi"]
 
 
@@ -222,32 +456,6 @@ def test_tiffs_are_multi_page(corpus):
         image.load()
 
 
-def test_printed_values_follow_the_documented_formats_and_match_the_fields(corpus):
-    patterns = {
-        "account_number": r"\d{4}-\d{4}-\d{2}",
-        "principal": r"-?\$\d{1,3}(,\d{3})*\.\d{2}",
-        "monthly_payment": r"\$\d{1,3}(,\d{3})*\.\d{2}",
-        "interest_rate": r"\d{1,2}\.\d{2}%",
-        "term_months": r"\d{2,3} months",
-    }
-    for row in good_rows(corpus[1]):
-        assert row["printed"].keys() == row["fields"].keys()
-        assert {"borrower_name", "account_number", "servicer"} <= row["fields"].keys()
-        for name, printed in row["printed"].items():
-            if name in patterns:
-                assert re.fullmatch(patterns[name], printed), (name, printed)
-        fields, printed = row["fields"], row["printed"]
-        assert fields["servicer"] == row["servicer"] == printed["servicer"]
-        if "principal" in fields:
-            assert parse_money(printed["principal"].replace("-$", "$-")) == fields["principal"]
-        if "interest_rate" in fields:
-            assert float(printed["interest_rate"].rstrip("%")) == fields["interest_rate"]
-        if "disbursement_date" in fields:
-            assert parse_date(printed["disbursement_date"]).isoformat() == fields["disbursement_date"]
-        if "term_months" in fields:
-            assert int(printed["term_months"].split()[0]) == fields["term_months"]
-
-
 def test_anomalous_documents_print_implausible_values(corpus):
     files, rows = corpus
     anomalous = [row for row in good_rows(rows) if row["anomalies"] and row["duplicate_of"] is None]
@@ -259,14 +467,16 @@ def test_anomalous_documents_print_implausible_values(corpus):
     for row in anomalous:
         printed = row["printed"]
         for name in row["anomalies"]:
+            assert name in row["fields"]
             if name == "interest_rate":
-                assert float(printed[name].rstrip("%")) >= 30
+                assert parse_rate(printed[name]) >= 30
             elif name == "principal":
-                assert printed[name].startswith("-$")
+                assert parse_money(printed[name]) < 0
             else:
                 assert parse_date(printed[name]).year >= date.today().year + 5
         if kind(row) == "text_pdf":
-            assert all(printed[name] in pdf_text(files[row["filename"]])[0] for name in row["anomalies"])
+            text = "\n".join(pdf_text(files[row["filename"]]))
+            assert all(printed[name] in text for name in row["anomalies"])
     ordinary = [row for row in good_rows(rows) if not row["anomalies"]]
     for row in ordinary:
         assert row["fields"].get("interest_rate", 5.0) < 12
@@ -283,7 +493,7 @@ def test_exact_duplicates_repeat_an_earlier_document_under_another_name(corpus, 
         assert original["filename"] < row["filename"]
         assert files[row["filename"]] == files[original["filename"]]
         assert row["expected_quarantine_reason"] is None
-        assert row["fields"] == original["fields"]
+        assert row["fields"] == original["fields"] and row["family"] == original["family"]
 
 
 def test_rescans_reprint_their_original_at_another_scan_quality(corpus, by_name):
@@ -295,26 +505,39 @@ def test_rescans_reprint_their_original_at_another_scan_quality(corpus, by_name)
         original = by_name[row["near_duplicate_of"]]
         assert original["filename"] < row["filename"]
         assert original["fields"] == row["fields"] and row["sha256"] != original["sha256"]
+        assert (original["family"], original["title"], original["font"]) == (
+            row["family"],
+            row["title"],
+            row["font"],
+        )
         assert row["dpi"] is not None and (row["dpi"], row["scan_quality"]) != (
             original["dpi"],
             original["scan_quality"],
         )
 
 
-def test_tesseract_reads_the_account_number_on_the_noisiest_scan(corpus, monkeypatch):
-    files, rows = corpus
-    scans = [row for row in good_rows(rows) if row["scan_quality"]]
-    noisiest = max(scans, key=lambda row: (row["scan_quality"]["noise"], row["filename"]))
-    data = files[noisiest["filename"]]
-    if noisiest["format"] == "pdf":
-        page = pypdfium2.PdfDocument(data)[0].render(scale=noisiest["dpi"] / 72).to_pil()
-    else:
-        page = Image.open(io.BytesIO(data))
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_tesseract_reads_the_worst_poor_scan(kind, monkeypatch):
+    """Courier (the thinnest strokes) at 150 DPI with the most blur, skew and noise a poor scan
+    gets, as grey ink on grey paper (PNG) or with the hardest JPEG compression."""
+    document = make_document("label_list", "billing_statement", "ocr", 1, fonts=["Courier"])
+    noise, blur, rotation = GRADES["poor"]
+    ink, paper = (LOW_CONTRAST_INK[1] - 1, LOW_CONTRAST_PAPER[0]) if kind == "png" else (24, 236)
+    quality = ScanQuality(
+        "poor",
+        min(noise, NOISE_PER_CONTRAST * (paper - ink)),
+        blur,
+        rotation,
+        paper,
+        ink,
+        POOR_JPEG_QUALITY[0],
+        "L",
+    )
+    data, row = render(document, kind, random.Random(0), dpi=150, quality=quality)
     monkeypatch.setenv("OMP_THREAD_LIMIT", "1")
-    text = pytesseract.image_to_string(page)
-    compact = re.sub(r"\s+", "", text)
-    assert noisiest["printed"]["account_number"] in compact
-    assert "Account Number" in text
+    text = pytesseract.image_to_string(Image.open(io.BytesIO(data)), config="--psm 4 --dpi 150")
+    assert row["title"].casefold() in " ".join(text.split()).casefold()
+    assert row["printed"]["account_number"] in re.sub(r"\s+", "", text)
 
 
 def test_special_documents_scale_with_the_corpus():
