@@ -340,12 +340,6 @@ BOILERPLATE = (
     "If you have questions about your account, call {servicer} at {phone}, Monday through Friday.",
     "Send correspondence to {servicer}, {address}.",
 )
-TAGLINES = (
-    "Education financing and borrower support",
-    "Customer care Monday-Friday 8am-8pm ET",
-    "Helping students repay since 1987",
-    "Account management and payments",
-)
 
 LETTER_SENTENCES: tuple[tuple[tuple[str, ...], str, str | None], ...] = (
     (("principal", "disbursement_date", "interest_rate"),
@@ -1602,6 +1596,7 @@ def _multi_section(d: Draft, rng: random.Random) -> list[list[DrawOp]]:
     split = rng.randrange(1, len(distractors))
     first_items = [item for item in d.items if item.key in first] + distractors[:split]
     second_items = [item for item in d.items if item.is_field and item.key not in first] + distractors[split:]
+    rng.shuffle(first_items)
     rng.shuffle(second_items)
 
     ops, y = _header(d)

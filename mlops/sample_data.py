@@ -29,6 +29,7 @@ from pypdf.generic import ArrayObject, ByteStringObject
 from mlops.document_families import (
     FAMILIES,
     FIELD_LABELS,
+    MIN_PAGES,
     Document,
     document_row,
     empty_row,
@@ -159,7 +160,11 @@ def _plan(count: int, seed: int) -> list[Slot]:
         if copy_kind == "dup":
             slots[position] = replace(source, index=position, duplicate_of=source.index)
         else:
-            kind = rng.choice(("image_pdf", "png", "jpeg", "tiff"))
+            kinds = ("image_pdf", "png", "jpeg", "tiff")
+            if source.family in MIN_PAGES:  # a single image stacks its pages: rescan it the same way
+                single_image = source.kind in ("png", "jpeg")
+                kinds = ("png", "jpeg") if single_image else ("image_pdf", "tiff")
+            kind = rng.choice(kinds)
             pages = source.pages if kind == "image_pdf" else page_count(kind, rng)
             key = f"{seed}:content:{source.index}"
             document = make_document(source.family, source.doc_type, key, pages, source.anomaly)
