@@ -2,7 +2,9 @@
 
 The pipeline has no real borrower data to be developed or tested against, so this module
 fabricates a landing area that looks like one: six document types from fictional servicers,
-as text PDFs, scanned PDFs, PNG, JPEG and multi-page TIFF of varying scan quality, plus the
+each laid out by one of the layout families of ``mlops.document_families`` (drawn in turn, so
+every family is about equally common), as text PDFs, scanned PDFs, PNG, JPEG and multi-page
+TIFF of varying scan quality, plus the
 bad input a real bucket receives (corrupt, truncated, empty, encrypted, oversized files, a
 decompression bomb, a text file), exact duplicates, re-scans and implausible values.
 ``labels.jsonl`` records the truth for every file so each stage can be scored against it.

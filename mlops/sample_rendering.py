@@ -228,10 +228,7 @@ def scan(image: Image.Image, quality: ScanQuality, noise_rng: np.random.Generato
     if quality.blur:
         image = image.filter(ImageFilter.GaussianBlur(quality.blur * max(image.width / 2550, 0.5)))
     if quality.noise:
-        noise = noise_rng.standard_normal((image.height, image.width), dtype=np.float32)
-        noise *= quality.noise
-        noise += np.asarray(image, dtype=np.float32)
-        image = Image.fromarray(np.clip(noise, 0, 255, out=noise).astype(np.uint8))
+        image = Image.fromarray(_add_noise(np.asarray(image), quality.noise, noise_rng))
     if quality.mode == "1":
         threshold = (quality.ink + quality.paper) // 2
         return image.point(lambda v: 255 if v > threshold else 0).convert("1")
@@ -241,6 +238,16 @@ def scan(image: Image.Image, quality: ScanQuality, noise_rng: np.random.Generato
         )
         return Image.fromarray(pixels.astype(np.uint8), "RGB")
     return image
+
+
+def _add_noise(pixels: np.ndarray, sigma: float, noise_rng: np.random.Generator) -> np.ndarray:
+    """Pixels plus zero-mean noise of standard deviation ~sigma: the sum of two uniform integer
+    draws (a triangular distribution), close to Gaussian and ~3x faster to draw for a 300-DPI page."""
+    half_width = max(1, round(sigma * 1.5**0.5))
+    noisy = noise_rng.integers(-half_width, half_width + 1, size=pixels.shape, dtype=np.int16)
+    noisy += noise_rng.integers(-half_width, half_width + 1, size=pixels.shape, dtype=np.int16)
+    noisy += pixels
+    return np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
 
 
 def stack(images: list[Image.Image]) -> Image.Image:
