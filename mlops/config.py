@@ -106,12 +106,34 @@ class ExtractSettings(BaseModel):
     http_url: str | None = Field(None, description="external extraction API (extractor: http)")
     http_api_key: SecretStr | None = None
     http_timeout_seconds: float = Field(60.0, gt=0)
+    model_dir: Path | None = Field(None, description="trained extractor artifacts; default: <data_dir>/models")
+    model_version: str = Field("v1", pattern=r"^[A-Za-z0-9._-]+$", description="artifact version to load")
+    date_order: Literal["month_first", "day_first"] = Field(
+        "month_first", description="how numeric dates such as 04/05/19 are read (US: month_first)"
+    )
 
     @model_validator(mode="after")
     def _http_needs_url(self) -> ExtractSettings:
         if self.extractor == "http" and not self.http_url:
             raise ValueError("extract.http_url must be set when extract.extractor is 'http'")
         return self
+
+
+class TrainSettings(BaseModel):
+    """The extractor's training corpus and held-out evaluation (train_extractor)."""
+
+    lexicon_file: Path = Field(Path("config/field_lexicon.yaml"), description="label wordings per field")
+    servicers_file: Path = Field(Path("config/servicers.yaml"), description="canonical servicer names")
+    seed: int = 7
+    text_documents: int = Field(4, ge=1, description="text PDFs per layout family, document type and pool")
+    scan_documents: int = Field(1, ge=0, description="scans per layout family, document type and pool")
+    non_loan_documents: int = Field(12, ge=0, description="non-loan forms per pool (the unknown class)")
+    folds: list[list[str]] = Field(
+        [["classic"], ["label_list"], ["two_column"], ["boxed_form"], ["table"], ["letter"], ["multi_section"]],
+        description="layout families held out together; every family must be in one fold",
+    )
+    min_field_confidence: float = Field(0.5, ge=0, le=1, description="below it a field is left empty")
+    min_doctype_confidence: float = Field(0.5, ge=0, le=1, description="below it the type is unknown")
 
 
 class QualitySettings(BaseModel):
@@ -172,6 +194,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     preprocess: PreprocessSettings = PreprocessSettings()
     extract: ExtractSettings = ExtractSettings()
+    train: TrainSettings = TrainSettings()
     quality: QualitySettings = QualitySettings()
     anomalies: AnomalySettings = AnomalySettings()
     bias: BiasSettings = BiasSettings()
@@ -196,6 +219,11 @@ class Settings(BaseSettings):
     @property
     def local_root(self) -> Path:
         return self.object_store.local_root or self.data_dir
+
+    @property
+    def extractor_model_file(self) -> Path:
+        """The trained extractor artifact the pipeline loads (a DVC output of train_extractor)."""
+        return (self.extract.model_dir or self.data_dir / "models") / self.extract.model_version / "extractor.joblib"
 
     @property
     def metadata_url(self) -> str:

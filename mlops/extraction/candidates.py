@@ -38,6 +38,8 @@ FIELD_TYPES: dict[str, str] = {
 }
 VALUE_TYPES = ("name", "account", "servicer", "money", "rate", "date", "term")
 LEFT_WORDS = 5
+SEGMENT_GAP = 1.5
+"""A horizontal gap wider than this many line heights separates two boxes or columns."""
 ABOVE_LINES = 4
 OTHER = "other"
 
@@ -57,8 +59,8 @@ _MONTHS = {
 }  # fmt: skip
 _MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _MONEY = re.compile(
-    r"(?<![\w.,$])(?P<neg>-\s?)?(?P<cur>US\$|USD\s?|\$\s?)?(?P<neg2>-\s?)?"
-    r"(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d+\.\d{2}|\d+)(?P<cur2>\s?USD|\s?dollars)?(?![\w%,]|\.\d)",
+    r"(?<![\w.,$-])(?P<neg>-)?(?P<cur>US\$|USD\s?|\$\s?)?(?P<neg2>-)?"
+    r"(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d+\.\d{2}|\d+)(?P<cur2>\s?USD|\s?dollars)?(?![\w%,]|\.\d|\s?%|\s?percent)",
     re.IGNORECASE,
 )
 _RATE = re.compile(r"(?<![\w.])(?P<number>\d{1,2}(?:\.\d{1,4})?)\s?(?:%|percent\b|pct\b)", re.IGNORECASE)
@@ -87,6 +89,7 @@ _ABBREVIATIONS = (
     (re.compile(r"\bdisb\b\.?"), "disbursement"),
     (re.compile(r"\borig\b\.?"), "original"),
 )
+_LITTLE_WORDS = frozenset("a an the of on at by for to in is are was be your our my this that its with".split())
 COMMON_WORDS = frozenset(
     """the a an and or of to for in on at by from with your you our we this that is are be will
     may please if not any all loan loans student students account accounts payment payments amount
@@ -136,11 +139,12 @@ def _normalise(text: str) -> str:
 
 @lru_cache(maxsize=4096)
 def normalise_label(text: str) -> str:
-    """Lower case, abbreviations expanded, punctuation to spaces: ``Acct. No.`` -> ``account number``."""
+    """Lower case, abbreviations expanded, punctuation and little words dropped:
+    ``Acct. No.`` -> ``account number``, ``at a fixed rate of`` -> ``fixed rate``."""
     text = text.lower()
     for pattern, replacement in _ABBREVIATIONS:
         text = pattern.sub(replacement, text)
-    return _normalise(text)
+    return " ".join(word for word in _normalise(text).split() if word not in _LITTLE_WORDS)
 
 
 @dataclass
@@ -260,17 +264,23 @@ def _account_values(line: Line) -> Iterator[tuple[int, int, str]]:
 
 
 def _name_values(line: Line) -> Iterator[tuple[int, int, str]]:
+    """Every 2-4 word span of a run of capitalised words (``Holder Priya Oyelaran`` gives
+    ``Priya Oyelaran`` too: a label without a separator looks like a name's first word)."""
     words = [word.text.rstrip(",;:") for word in line.words]
     index = 0
     while index < len(words):
         end = index
-        while end < len(words) and end - index < 4 and _NAME_WORD.match(words[end]):
+        while end < len(words) and _NAME_WORD.match(words[end]):
+            if end > index and line.words[end].x0 - line.words[end - 1].x1 > SEGMENT_GAP * line.height:
+                break
             end += 1
             if line.words[end - 1].text.endswith((",", ";", ":")):
                 break
-        span = words[index:end]
-        if 2 <= len(span) and any(len(word) > 2 for word in span) and not span[-1].endswith("."):
-            yield index, end - 1, " ".join(span)
+        for first in range(index, end - 1):
+            for last in range(first + 1, min(end, first + 4)):
+                span = words[first : last + 1]
+                if any(len(word) > 2 for word in span) and not span[-1].endswith("."):
+                    yield first, last, " ".join(span)
         index = max(end, index + 1)
 
 
@@ -318,12 +328,22 @@ def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bo
 # ---------------------------------------------------------------- label evidence
 
 
-def _left_context(line: Line, first_word: int) -> tuple[list[str], float]:
-    """Up to LEFT_WORDS words before the value on its line, and the gap to them in line heights."""
-    if first_word == 0:
-        return [], 0.0
-    words = line.words[max(0, first_word - LEFT_WORDS) : first_word]
-    gap = (line.words[first_word].x0 - words[-1].x1) / max(line.height, 1e-6)
+def _left_context(page: PageLayout, line_number: int, first_word: int) -> tuple[list[str], float]:
+    """The words before the value: the nearest group of words to its left on its line (a wide
+    gap ends a group: the box or column before is not this value's label), and the gap to them in
+    line heights. A value opening a line of running text continues the previous line's sentence."""
+    line = page.lines[line_number]
+    height = max(line.height, 1e-6)
+    words: list[Word] = []
+    for index in range(first_word - 1, max(-1, first_word - 1 - LEFT_WORDS), -1):
+        if words and words[0].x0 - line.words[index].x1 > SEGMENT_GAP * height:
+            break
+        words.insert(0, line.words[index])
+    gap = (line.words[first_word].x0 - words[-1].x1) / height if words else 0.0
+    if first_word <= 2 and line_number > 0 and len(line.words) > 4:
+        previous = page.lines[line_number - 1]
+        if line.y0 - previous.y1 < height and abs(previous.words[0].x0 - line.words[0].x0) < height:
+            words = previous.words[-(LEFT_WORDS - len(words)) :] + words if len(words) < LEFT_WORDS else words
     return [word.text for word in words], gap
 
 
@@ -353,12 +373,15 @@ def _extend_cell(words: list[Word], overlapping: list[Word]) -> list[Word]:
     return words[first : last + 1]
 
 
-def _suffixes(words: list[str]) -> list[str]:
-    """The label-sized endings of a context, normalised: ``RE: Account No.`` -> ``number``,
-    ``account number``, ``re account number``."""
+def _suffixes(words: list[str], prefixes: bool = False) -> list[str]:
+    """The label-sized endings (and, for a cell above, beginnings) of a context, normalised:
+    ``RE: Account No.`` -> ``number``, ``account number``, ``re account number``."""
     cleaned = [normalise_label(word) for word in words]
     cleaned = [word for word in cleaned if word]
-    return [" ".join(cleaned[-n:]) for n in range(1, min(len(cleaned), 4) + 1)]
+    found = [" ".join(cleaned[-n:]) for n in range(1, min(len(cleaned), 4) + 1)]
+    if prefixes:
+        found += [" ".join(cleaned[:n]) for n in range(2, min(len(cleaned), 4))]
+    return found
 
 
 def _similarities(queries: list[list[str]], lexicon: Lexicon) -> list[dict[str, float]]:
@@ -392,9 +415,9 @@ def candidate_rows(
         page = by_page[candidate.page]
         line = page.lines[candidate.line]
         words = line.words[candidate.first_word : candidate.last_word + 1]
-        left, left_gap = _left_context(line, candidate.first_word)
+        left, left_gap = _left_context(page, candidate.line, candidate.first_word)
         above, above_gap = _cell_above(page, candidate.line, words[0].x0, words[-1].x1)
-        contexts += [_suffixes(left), _suffixes(above)]
+        contexts += [_suffixes(left), _suffixes(above, prefixes=True)]
         geometry.append((left_gap, above_gap, words[0].x0, words[0].y0 / page.aspect, line.height, len(line.words)))
     sims = _similarities(contexts, lexicon)
     heights = sorted(g[4] for g in geometry) or [1.0]
@@ -402,6 +425,13 @@ def candidate_rows(
     counts: dict[tuple[str, object], int] = {}
     for candidate in candidates:
         counts[(candidate.value_type, candidate.value)] = counts.get((candidate.value_type, candidate.value), 0) + 1
+    greeted = {
+        line.words[i + 1].text.strip(",:;").lower()
+        for page in pages
+        for line in page.lines
+        for i, word in enumerate(line.words[:-1])
+        if word.text.lower() in ("dear", "hello", "hi")
+    }
     type_rank: dict[tuple[int, str], int] = {}
     rows = []
     for number, candidate in enumerate(candidates):
@@ -413,6 +443,8 @@ def candidate_rows(
         rank_key = (candidate.page, candidate.value_type)
         type_rank[rank_key] = type_rank.get(rank_key, 0) + 1
         separator = line.words[candidate.first_word - 1].text[-1:] if candidate.first_word else ""
+        below = page.lines[candidate.line + 1] if candidate.line + 1 < len(page.lines) else None
+        is_name = candidate.value_type == "name"
         base = {
             "left_other": left_sim[OTHER],
             "above_other": above_sim[OTHER],
@@ -435,6 +467,13 @@ def candidate_rows(
             "repeats": float(counts[(candidate.value_type, candidate.value)]),
             "type_rank": float(type_rank[rank_key]),
             "span_words": float(candidate.last_word - candidate.first_word + 1),
+            "greeted": float(is_name and any(token.lower() in greeted for token in str(candidate.value).split())),
+            "address_below": float(
+                is_name
+                and below is not None
+                and below.words[0].text[:1].isdigit()
+                and abs(below.words[0].x0 - words[0].x0) < line.height
+            ),
             **_value_features(candidate),
         }
         for field_name in FIELD_NAMES:
@@ -483,8 +522,8 @@ def _value_features(candidate: Candidate) -> dict[str, float]:
 FEATURE_NAMES: tuple[str, ...] = (
     "left_own", "above_own", "left_best_other_field", "above_best_other_field", "left_margin",
     "above_margin", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
-    "separator_dash", "has_left", "words_after", "line_words", "prose", "x", "y", "page",
-    "relative_size", "confidence", "ocr", "repaired", "unit", "repeats", "type_rank", "span_words",
+    "separator_dash", "has_left", "prose", "y", "page", "relative_size", "confidence", "ocr",
+    "repaired", "unit", "repeats", "span_words", "greeted", "address_below",
     *(f"type_{value_type}" for value_type in VALUE_TYPES), "magnitude", "negative", "common_words",
     "upper", "letters",
 )  # fmt: skip

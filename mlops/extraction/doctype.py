@@ -47,7 +47,7 @@ class DocTypeModel:
                 ),
             ]
         )
-        classifier = CalibratedClassifierCV(LogisticRegression(C=c, max_iter=2000), method="sigmoid", cv=3)
+        classifier = CalibratedClassifierCV(LogisticRegression(C=c, max_iter=2000), method="sigmoid", cv=3, ensemble=False)
         pipeline = Pipeline([("features", features), ("classifier", classifier)])
         pipeline.fit([normalise_text(text) for text in texts], list(labels))
         return cls(pipeline, min_confidence)

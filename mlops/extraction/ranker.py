@@ -44,7 +44,7 @@ class FieldRanker:
         booster = HistGradientBoostingClassifier(
             max_iter=max_iter, learning_rate=learning_rate, l2_regularization=1.0, random_state=seed
         )
-        model = CalibratedClassifierCV(booster, method="isotonic", cv=3)
+        model = CalibratedClassifierCV(booster, method="isotonic", cv=3, ensemble=False)
         model.fit(rows, positive)
         return cls(model, min_confidence)
 

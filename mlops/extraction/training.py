@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mlops import document_families as families
-from mlops.extraction.candidates import Lexicon, feature_table
+from mlops.extraction.candidates import FEATURE_NAMES, Lexicon, feature_table
 from mlops.extraction.doctype import DocTypeModel
 from mlops.extraction.evaluation import value_matches
 from mlops.extraction.extractors import ExtractJob, read_layouts
@@ -36,6 +36,7 @@ from mlops.models import FIELD_NAMES, UNKNOWN_DOCUMENT_TYPE, DocumentFormat
 log = logging.getLogger(__name__)
 METRICS_FILENAME = "metrics.json"
 TRAIN, HELD_OUT = "train", "held_out"
+NON_LOAN = families.NON_LOAN_FAMILY
 SCAN_KINDS = ("image_pdf", "png", "jpeg", "tiff")
 FORMATS = {
     "text_pdf": DocumentFormat.PDF,
@@ -120,13 +121,13 @@ def plan_specs(plan: TrainingPlan) -> list[Spec]:
                     specs.append(Spec(pool, family, doc_type, kind, f"{plan.seed}:{pool}:{family}:{doc_type}:s{number}"))
         for number in range(plan.non_loan_documents):
             kind = "text_pdf" if number % 2 == 0 else SCAN_KINDS[number % len(SCAN_KINDS)]
-            specs.append(Spec(pool, "non_loan", UNKNOWN_DOCUMENT_TYPE, kind, f"{plan.seed}:{pool}:nonloan:{number}"))
+            specs.append(Spec(pool, NON_LOAN, UNKNOWN_DOCUMENT_TYPE, kind, f"{plan.seed}:{pool}:nonloan:{number}"))
     return specs
 
 
 def featurise(spec: Spec, plan: TrainingPlan, lexicon: Lexicon) -> Sample:
     """Generate one document, read it like production does (text layer or OCR), featurise it."""
-    if spec.family == "non_loan":
+    if spec.family == NON_LOAN:
         data, row = families.non_loan_document(spec.kind, spec.seed)
     else:
         limits = restrictions(plan.seed)[spec.pool]
@@ -148,7 +149,7 @@ def featurise(spec: Spec, plan: TrainingPlan, lexicon: Lexicon) -> Sample:
         spec=spec,
         fields=[name for name, _, _ in table],
         rows=np.array([design_row(name, features) for name, _, features in table], dtype=np.float32).reshape(
-            len(table), -1
+            len(table), len(FEATURE_NAMES) + len(FIELD_NAMES)
         ),
         positive=np.array(
             [name in truth and value_matches(name, candidate.value, truth[name]) for name, candidate, _ in table]
@@ -180,25 +181,25 @@ def fit(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lexicon, version
 
 @dataclass
 class Score:
-    """Field outcomes of a set of documents: right, wrong (a value that is not the truth, or a
-    value where the document has none) and missing (no value where the document has one)."""
+    """Field outcomes of a set of documents: right, wrong (a value that is not the truth),
+    spurious (a value for a field the document does not have) and missing (no value where the
+    document has one); wrong and spurious together are the wrong rate."""
 
     right: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     wrong: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    spurious: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     missing: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    doc_types: int = 0
     doc_types_right: int = 0
     documents: int = 0
 
     def add(self, sample: Sample, models: ExtractorModels) -> None:
         self.documents += 1
-        self.doc_types += 1
         self.doc_types_right += models.doctype.predict(sample.text)[0] == sample.doc_type
         picked = pick_values(sample, models.ranker)
         for name in FIELD_NAMES:
             truth, value = sample.truth.get(name), picked.get(name)
             if truth is None:
-                self.wrong[name] += value is not None
+                self.spurious[name] += value is not None
             elif value is None:
                 self.missing[name] += 1
             elif value_matches(name, value, truth):
@@ -208,13 +209,19 @@ class Score:
 
     def summary(self) -> dict[str, Any]:
         labelled = {name: self.right[name] + self.missing[name] + self.wrong[name] for name in FIELD_NAMES}
-        total = sum(labelled.values()) or 1
+        total = sum(labelled.values())
+
+        def rate(count: int) -> float | None:
+            return round(count / total, 4) if total else None
+
         return {
             "documents": self.documents,
-            "field_accuracy": round(sum(self.right.values()) / total, 4),
-            "wrong_rate": round(sum(self.wrong.values()) / total, 4),
-            "missing_rate": round(sum(self.missing.values()) / total, 4),
-            "doc_type_accuracy": round(self.doc_types_right / max(self.doc_types, 1), 4),
+            "labelled_fields": total,
+            "field_accuracy": rate(sum(self.right.values())),
+            "wrong_rate": rate(sum(self.wrong.values()) + sum(self.spurious.values())),
+            "missing_rate": rate(sum(self.missing.values())),
+            "spurious_fields": sum(self.spurious.values()),
+            "doc_type_accuracy": round(self.doc_types_right / max(self.documents, 1), 4),
             "fields": {
                 name: round(self.right[name] / labelled[name], 4) for name in FIELD_NAMES if labelled[name]
             },
@@ -233,6 +240,8 @@ def pick_values(sample: Sample, ranker: FieldRanker) -> dict[str, Any]:
 
 
 def source_of(spec: Spec) -> str:
+    if spec.family == NON_LOAN:
+        return NON_LOAN
     return "text_pdf" if spec.kind == "text_pdf" else "scan"
 
 
@@ -245,7 +254,7 @@ def held_out_metrics(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lex
     for fold in plan.folds:
         models = fit([s for s in training if s.spec.family not in fold], plan, lexicon, "fold")
         for sample in held_out:
-            if sample.spec.family in fold or (sample.spec.family == "non_loan" and fold == plan.folds[0]):
+            if sample.spec.family in fold or (sample.spec.family == NON_LOAN and fold == plan.folds[0]):
                 by_source[source_of(sample.spec)].add(sample, models)
                 by_family[sample.spec.family].add(sample, models)
     result = {source: score.summary() for source, score in sorted(by_source.items())}
@@ -326,4 +335,10 @@ def held_out_table(metrics: dict[str, Any]) -> str:
         lines.append(f"{name:32}{cells}")
     for key in ("field_accuracy", "wrong_rate", "missing_rate", "doc_type_accuracy", "documents"):
         lines.append(f"{key:32}" + "".join(f"{held_out[source][key]:>10}" for source in sources))
+    if NON_LOAN in held_out:
+        non_loan = held_out[NON_LOAN]
+        lines.append(
+            f"non-loan forms called unknown: {non_loan['doc_type_accuracy']:.3f} of {non_loan['documents']}, "
+            f"fields read from them: {non_loan['spurious_fields']}"
+        )
     return "\n".join(lines)
