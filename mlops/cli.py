@@ -119,8 +119,8 @@ def evaluate_extractor() -> None:
     """Print the held-out accuracy table of the configured extractor model."""
     from mlops.config import get_settings
     from mlops.errors import ConfigError
-    from mlops.extraction.training import METRICS_FILENAME, held_out_table
     from mlops.extraction.trained_models import BUILD_HINT
+    from mlops.extraction.training import METRICS_FILENAME, held_out_table
 
     settings = get_settings()
     metrics_file = settings.extractor_model_file.parent / METRICS_FILENAME

@@ -89,19 +89,9 @@ _ABBREVIATIONS = (
     (re.compile(r"\bdisb\b\.?"), "disbursement"),
     (re.compile(r"\borig\b\.?"), "original"),
 )
-_LITTLE_WORDS = frozenset("a an the of on at by for to in is are was be your our my this that its with".split())
+_LITTLE_WORDS = frozenset(["a", "an", "the", "of", "on", "at", "by", "for", "to", "in", "is", "are", "was", "be", "your", "our", "my", "this", "that", "its", "with"])
 COMMON_WORDS = frozenset(
-    """the a an and or of to for in on at by from with your you our we this that is are be will
-    may please if not any all loan loans student students account accounts payment payments amount
-    balance principal interest rate date dates term terms monthly statement summary servicing
-    servicer services service education finance lending lender financial federal private total
-    due past fee fees late number no name borrower school university college institute
-    institution plan repayment request application form note agreement disclosure notice
-    important information details section page summary signature signed dear sincerely re
-    customer p o box street avenue road suite city state zip phone fax email online www
-    enrollment verification deferment forbearance income driven master promissory truth lending
-    billing annual percentage apr finance charge schedule period status type department office
-    year years month months day days new current original final first second""".split()
+    ["the", "a", "an", "and", "or", "of", "to", "for", "in", "on", "at", "by", "from", "with", "your", "you", "our", "we", "this", "that", "is", "are", "be", "will", "may", "please", "if", "not", "any", "all", "loan", "loans", "student", "students", "account", "accounts", "payment", "payments", "amount", "balance", "principal", "interest", "rate", "date", "dates", "term", "terms", "monthly", "statement", "summary", "servicing", "servicer", "services", "service", "education", "finance", "lending", "lender", "financial", "federal", "private", "total", "due", "past", "fee", "fees", "late", "number", "no", "name", "borrower", "school", "university", "college", "institute", "institution", "plan", "repayment", "request", "application", "form", "note", "agreement", "disclosure", "notice", "important", "information", "details", "section", "page", "summary", "signature", "signed", "dear", "sincerely", "re", "customer", "p", "o", "box", "street", "avenue", "road", "suite", "city", "state", "zip", "phone", "fax", "email", "online", "www", "enrollment", "verification", "deferment", "forbearance", "income", "driven", "master", "promissory", "truth", "lending", "billing", "annual", "percentage", "apr", "finance", "charge", "schedule", "period", "status", "type", "department", "office", "year", "years", "month", "months", "day", "days", "new", "current", "original", "final", "first", "second"]
 )
 
 
@@ -252,8 +242,7 @@ def _date_values(text: str, day_first: bool = False) -> Iterator[tuple[int, int,
 def _account_values(line: Line) -> Iterator[tuple[int, int, str]]:
     for index, word in enumerate(line.words):
         token = word.text.strip(".,;:()[]")
-        if token.startswith("#"):
-            token = token[1:]
+        token = token.removeprefix("#")
         if (
             _ACCOUNT.match(token)
             and sum(char.isdigit() for char in token) >= 6
@@ -302,20 +291,17 @@ def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bo
         for number, line in enumerate(page.lines):
             text, repaired = _repaired_line(line)
 
-            def add(value_type: str, start: int, end: int, value, unit: bool) -> None:
+            typed = [
+                *(("money", *found_value) for found_value in _money_values(text)),
+                *(("rate", *found_value) for found_value in _rate_values(text)),
+                *(("term", *found_value) for found_value in _term_values(text)),
+                *(("date", *found_value) for found_value in _date_values(text, day_first)),
+            ]
+            for value_type, start, end, value, unit in typed:
                 first, last = _span(line, start, end)
                 found.append(
                     Candidate(value_type, value, page.index, number, first, last, any(repaired[first : last + 1]), unit)
                 )
-
-            for start, end, value, unit in _money_values(text):
-                add("money", start, end, value, unit)
-            for start, end, value, unit in _rate_values(text):
-                add("rate", start, end, value, unit)
-            for start, end, value, unit in _term_values(text):
-                add("term", start, end, value, unit)
-            for start, end, value, unit in _date_values(text, day_first):
-                add("date", start, end, value, unit)
             for first, last, value in _account_values(line):
                 found.append(Candidate("account", value, page.index, number, first, last, repaired[first]))
             for first, last, value in _name_values(line):

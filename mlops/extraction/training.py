@@ -24,12 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 from mlops import document_families as families
+from mlops.errors import ConfigError
 from mlops.extraction.candidates import FEATURE_NAMES, Lexicon, feature_table
 from mlops.extraction.doctype import DocTypeModel
 from mlops.extraction.evaluation import value_matches
 from mlops.extraction.extractors import ExtractJob, read_layouts
 from mlops.extraction.ranker import FieldRanker, design_row
-from mlops.errors import ConfigError
 from mlops.extraction.trained_models import ExtractorModels, save_models
 from mlops.models import FIELD_NAMES, UNKNOWN_DOCUMENT_TYPE, DocumentFormat
 
