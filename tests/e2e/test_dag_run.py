@@ -1,5 +1,6 @@
 """The real DAG, run with `airflow dags test` as `make demo` does, on the sample corpus: on the
-embedded default (local directory + SQLite) and on a real S3 server + real Postgres."""
+embedded default (local directory + SQLite) and on a real S3 server + real Postgres; and on
+documents of layouts the trained extractor never saw, which its quality gate must refuse."""
 
 import json
 import os
@@ -9,15 +10,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fpdf import FPDF
 
+from mlops.document_families import non_loan_document
 from mlops.io.metadata import MetadataStore
 from mlops.io.objects import open_object_store
 from mlops.stages import STAGE_NAMES
+from mlops.stages.generate_reports import FINAL_STATUS
 from tests.conftest import REPO
 from tests.fixtures.platform import platform_settings
 
 pytestmark = pytest.mark.e2e
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
+MIN_FIELD_ACCURACY = 0.75
 
 
 def settings_env(settings) -> dict[str, str]:
@@ -74,7 +79,8 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
     assert first["quarantine_reasons"] == dict(Counter(expected_quarantine.values()))
     assert first["extraction"]["documents"] == documents["accepted"]
     assert first["extraction"]["text_layer_pages"] > 0 and first["extraction"]["ocr_pages"] > 0
-    assert first["extraction"]["field_accuracy"] >= 0.9
+    # the trained extractor on text PDFs and scans: a modest floor (the model is retrained as it improves)
+    assert first["extraction"]["field_accuracy"] >= MIN_FIELD_ACCURACY, first["extraction"]
     assert first["validation"]["status"] in {"PASSED", "WARNING", "FAILED"}
     assert first["anomalies"]["count"] >= len([1 for label in corpus.labels.values() if label["anomalies"]])
     assert set(first["bias"]) == {"doc_type", "servicer", "format", "page_bucket", "scan_quality"}
@@ -109,3 +115,92 @@ def test_a_failing_task_leaves_an_audit_event(airflow_db, tmp_path):
     (event,) = [event for event in events if event["event"] == "task_retried"]
     assert event["stage"] == "validate_documents"
     assert "acquire_documents/documents" in event["details"]["error"]
+
+
+KNOWN_TYPE_EXPECTATION = "expect_column_values_to_be_in_set(doc_type) [critical]"
+A5_POINTS = (419.53, 595.28)  # a paper size no layout family uses
+
+
+def _free_layout_pdf(orientation: str, draw) -> bytes:
+    pdf = FPDF(orientation=orientation, unit="pt", format=A5_POINTS)
+    pdf.set_auto_page_break(False)
+    pdf.add_page()
+    draw(pdf)
+    return bytes(pdf.output())
+
+
+def _value_over_caption_cards(pdf: FPDF) -> None:
+    """Loan figures as cards on a landscape A5 page, each value printed above a tiny caption."""
+    cards = [("$18,240.55", "owed today"), ("5.05 %", "yearly cost of borrowing"), ("Aug 2021", "money sent"),
+             ("144", "instalments"), ("$193.40", "per instalment"), ("ZX 88 41 07", "your reference")]  # fmt: skip
+    pdf.set_font("Courier", "B", 15)
+    pdf.text(30, 40, "where you stand")
+    for number, (value, caption) in enumerate(cards):
+        x, y = 30 + (number % 3) * 190, 110 + (number // 3) * 130
+        pdf.rect(x - 8, y - 30, 170, 70)
+        pdf.set_font("Times", "", 18)
+        pdf.text(x, y, value)
+        pdf.set_font("Courier", "", 6)
+        pdf.text(x, y + 22, caption.upper())
+
+
+def _rotated_margin_notes(pdf: FPDF) -> None:
+    """A handwritten-style note: lines at angles across a portrait page, no labels at all."""
+    pdf.set_font("Times", "I", 12)
+    notes = ["called Tuesday re: the 2,400 balance", "Ms. Ortega says the 11th works",
+             "keep receipts 7 yrs", "meter read 04512 / 04733", "dog sitter Sat 9-5"]  # fmt: skip
+    for number, note in enumerate(notes):
+        with pdf.rotation(angle=(-1) ** number * (8 + 3 * number), x=40, y=80 + number * 95):
+            pdf.text(40, 80 + number * 95, note)
+
+
+def _seating_grid(pdf: FPDF) -> None:
+    """A seating chart: a grid of names and seat codes, nothing of a loan in it."""
+    names = ("A. Moreau", "K. Tanaka", "L. Osei", "P. Novak", "R. Silva")
+    pdf.set_font("Helvetica", "", 7)
+    for row in range(12):
+        for column in range(5):
+            x, y = 25 + column * 110, 40 + row * 30
+            pdf.rect(x, y, 100, 24)
+            pdf.text(x + 4, y + 10, f"Seat {chr(65 + row)}{column + 1:02d}")
+            pdf.text(x + 4, y + 20, names[(row + column) % len(names)])
+
+
+def unknown_layout_documents() -> dict[str, bytes]:
+    """Eight documents no layout family prints: non-loan forms (four text PDFs, one scan) and three
+    PDFs drawn here in layouts of their own."""
+    documents = {}
+    for number, kind in enumerate(("text_pdf", "text_pdf", "text_pdf", "text_pdf", "png")):
+        data, row = non_loan_document(kind, f"unknown-layout-{number}")
+        documents[row["filename"]] = data
+    documents["cards.pdf"] = _free_layout_pdf("landscape", _value_over_caption_cards)
+    documents["notes.pdf"] = _free_layout_pdf("portrait", _rotated_margin_notes)
+    documents["seating.pdf"] = _free_layout_pdf("portrait", _seating_grid)
+    return documents
+
+
+def test_documents_of_unknown_layouts_fail_the_quality_gate(airflow_db, tmp_path):
+    """Documents of layouts the models never saw go through the whole DAG (none is bad input),
+    and the run's quality gate says FAILED, naming the critical expectations that failed, instead
+    of passing on whatever the extractor guessed."""
+    settings = platform_settings(tmp_path)
+    store = open_object_store(settings)
+    documents = unknown_layout_documents()
+    for name, data in documents.items():
+        store.put_bytes(f"landing/{name}", data)
+
+    summary = dags_test(settings)
+
+    assert summary["documents"]["accepted"] == summary["extraction"]["documents"] == len(documents)
+    assert summary["documents"]["quarantined"] == 0
+    assert summary["validation"]["status"] == "FAILED"
+    assert KNOWN_TYPE_EXPECTATION in summary["validation"]["critical_failures"], summary["validation"]
+    assert summary["status"] == "failed"
+    metadata = MetadataStore.from_settings(settings)
+    run = metadata.get_run(summary["run_id"])
+    assert run["status"] == FINAL_STATUS["failed"] and run["finished_at"]
+    rows = metadata.extractions(summary["run_id"])
+    assert len(rows) == len(documents)
+    # the extractor admits it does not know them (at most a couple typed as a loan document)
+    assert sum(row["doc_type"] in (None, "unknown") for row in rows) >= len(documents) - 2, rows
+    assert not any(row["validation_pass"] for row in rows if row["doc_type"] in (None, "unknown"))

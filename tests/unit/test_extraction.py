@@ -1,5 +1,11 @@
-"""Extraction on a real synthetic corpus: text layers read exactly, scans OCRed by real Tesseract,
-fields normalised, document types recognised, an external extractor over real HTTP."""
+"""Extraction with the trained extractor (the model `make test` builds with `make models`), as a
+user sees it: text PDFs read from their text layer, scans OCRed by real Tesseract in the sandboxed
+worker pool, most labelled fields right on both, a text PDF and the scan of the same document read
+alike, and an external extractor over real HTTP.
+
+Accuracy thresholds are modest on purpose: the model is retrained as the extractor improves, and
+these tests guard what a user would notice (most fields right), not the current figures.
+"""
 
 from __future__ import annotations
 
@@ -14,26 +20,39 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader, PdfWriter
 
+from mlops.config import load_settings
+from mlops.document_families import FAMILIES, family_document
 from mlops.errors import DependencyMissing
 from mlops.extraction import (
     ExtractJob,
     ExtractorUnavailable,
     HttpExtractor,
-    classify,
     ensure_tesseract,
     extract_document,
     make_extractor,
-    parse_fields,
 )
-from mlops.extraction.evaluation import accuracy_by_group, field_matches
-from mlops.models import DocumentFormat
-from mlops.sample_data import FIELD_LABELS, generate_corpus
+from mlops.extraction.evaluation import accuracy_by_group, field_matches, value_matches
+from mlops.models import DOCUMENT_TYPES, DocumentFormat, Extraction
+from mlops.sample_data import generate_corpus
 from mlops.workers import WorkerFailure, run_sandboxed
 
 OCR_DPI = 300
 TEXT_LAYER_MIN_CHARS = 40
-SCANS_TO_OCR = 5
+SCANS_TO_OCR = 6
 MAX_OCR_PAGES = 8
+TEXT_FIELD_ACCURACY = 0.85
+SCAN_FIELD_ACCURACY = 0.75
+SAME_VALUES = 0.75
+# The same document as a text PDF and as a PNG scan: one pair per family below, each a different type.
+SCANNED_TWINS = ("label_list", "boxed_form", "table", "letter")
+
+
+@pytest.fixture(scope="module")
+def model_file() -> str:
+    path = load_settings().extractor_model_file
+    if not path.is_file():
+        pytest.fail(f"no trained extractor at {path}: run `make models` (make test does)")
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +63,55 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     return root, list(unique.values())
 
 
-def job_for(root: Path, label: dict) -> ExtractJob:
+def make_job(sha256: str, label: dict, data: bytes, model_file: str) -> ExtractJob:
     return ExtractJob(
-        sha256=label["sha256"],
+        sha256=sha256,
         format=DocumentFormat(label["format"]),
-        data=(root / label["filename"]).read_bytes(),
+        data=data,
         ocr_dpi=OCR_DPI,
         text_layer_min_chars=TEXT_LAYER_MIN_CHARS,
+        model_file=model_file,
     )
 
 
+def job_for(root: Path, label: dict, model_file: str) -> ExtractJob:
+    return make_job(label["sha256"], label, (root / label["filename"]).read_bytes(), model_file)
+
+
+def ocr_in_sandbox(jobs: list[ExtractJob], desc: str) -> list[Extraction | WorkerFailure]:
+    """The jobs through the real sandboxed worker pool the extract stage uses."""
+    results = run_sandboxed(
+        extract_document, jobs, total=len(jobs), workers=2, timeout_seconds=180, memory_mb=1536, desc=desc
+    )
+    return [result for _, result in results]
+
+
+def score(pairs: list[tuple[dict, Extraction]]) -> tuple[int, int, int]:
+    """(labelled fields right, labelled fields, documents typed right) over (label, extraction) pairs."""
+    correct = total = doc_types_right = 0
+    for label, extraction in pairs:
+        matches = field_matches(extraction.row(), label["fields"])
+        correct += sum(matches.values())
+        total += len(matches)
+        doc_types_right += extraction.doc_type == label["doc_type"]
+    return correct, total, doc_types_right
+
+
 @pytest.fixture(scope="module")
-def ocr_sample(corpus: tuple[Path, list[dict]]) -> list[tuple[dict, object]]:
-    """A few scans, one of each format first, OCRed in the real sandboxed worker pool."""
+def text_pdfs(corpus: tuple[Path, list[dict]], model_file: str) -> list[tuple[dict, Extraction]]:
+    """The corpus's text PDFs, plus one text PDF of every layout family (document types in turn)."""
+    root, labels = corpus
+    pairs = [(label, extract_document(job_for(root, label, model_file)))
+             for label in labels if label["has_text_layer"]]  # fmt: skip
+    for number, family in enumerate(FAMILIES):
+        data, label = family_document(family, DOCUMENT_TYPES[number % len(DOCUMENT_TYPES)], "text_pdf", "text")
+        pairs.append((label, extract_document(make_job(label["sha256"], label, data, model_file))))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def ocr_sample(corpus: tuple[Path, list[dict]], model_file: str) -> list[tuple[dict, Extraction | WorkerFailure]]:
+    """A few scans of the corpus, one of each format first, OCRed in the real sandboxed worker pool."""
     root, labels = corpus
     scans = sorted((row for row in labels if not row["has_text_layer"]), key=lambda row: row["pages"])
     chosen: list[dict] = []
@@ -70,157 +125,91 @@ def ocr_sample(corpus: tuple[Path, list[dict]]) -> list[tuple[dict, object]]:
     while sum(row["pages"] for row in chosen) > MAX_OCR_PAGES:
         chosen.pop()
     assert {row["format"] for row in chosen} >= {"png", "jpeg", "pdf"}, "corpus lacks scan formats"
-    results = run_sandboxed(
-        extract_document,
-        [job_for(root, row) for row in chosen],
-        total=len(chosen),
-        workers=2,
-        timeout_seconds=120,
-        memory_mb=1536,
-        desc="ocr sample",
-    )
-    return [(row, result) for row, (_, result) in zip(chosen, results, strict=True)]
+    results = ocr_in_sandbox([job_for(root, row, model_file) for row in chosen], "ocr sample")
+    return list(zip(chosen, results, strict=True))
 
 
-def test_text_pdfs_yield_every_labelled_field_exactly_without_ocr(corpus: tuple[Path, list[dict]]) -> None:
-    root, labels = corpus
-    text_pdfs = [row for row in labels if row["has_text_layer"]]
-    assert len(text_pdfs) >= 2
-    for label in text_pdfs:
-        extraction = extract_document(job_for(root, label))
-        assert extraction.text_source == "text_layer" and extraction.ocr_pages == 0
-        assert extraction.text_layer_pages == extraction.pages == label["pages"]
-        values = {name: field.value for name, field in extraction.fields.items()}
-        assert values == label["fields"], label["filename"]
-        assert all(field.confidence == 1.0 for field in extraction.fields.values())
-        assert extraction.doc_type == label["doc_type"] and extraction.doc_type_confidence > 0.9
+def test_text_pdfs_are_read_without_ocr_with_most_fields_right(text_pdfs: list[tuple[dict, Extraction]]) -> None:
+    assert len(text_pdfs) >= len(FAMILIES) + 2
+    for label, extraction in text_pdfs:
+        assert extraction.text_source == "text_layer" and extraction.ocr_pages == 0, label["filename"]
+        assert extraction.text_layer_pages == extraction.pages == label["pages"], label["filename"]
+        assert extraction.ocr_confidence is None
+        assert all(0.0 < field.confidence <= 1.0 for field in extraction.fields.values())
+    correct, total, doc_types_right = score(text_pdfs)
+    print(f"\ntext PDFs: {len(text_pdfs)} documents, {correct}/{total} labelled fields right "
+          f"({correct / total:.1%}), doc type right on {doc_types_right}/{len(text_pdfs)}")  # fmt: skip
+    assert correct / total >= TEXT_FIELD_ACCURACY
+    assert doc_types_right >= 0.8 * len(text_pdfs)
 
 
-def test_scans_are_ocred_with_high_field_accuracy(ocr_sample: list[tuple[dict, object]]) -> None:
-    correct = total = doc_types_right = 0
+def test_scans_are_ocred_in_the_sandbox_with_most_fields_right(
+    ocr_sample: list[tuple[dict, Extraction | WorkerFailure]],
+) -> None:
     for label, extraction in ocr_sample:
         assert not isinstance(extraction, WorkerFailure), f"{label['filename']}: {extraction}"
-        assert extraction.text_source == "ocr" and extraction.ocr_pages == label["pages"]
+        assert extraction.text_source == "ocr" and extraction.ocr_pages == label["pages"], label["filename"]
         assert extraction.text_layer_pages == 0 and 0.5 < extraction.ocr_confidence <= 1.0
-        matches = field_matches(extraction.row(), label["fields"])
-        correct += sum(matches.values())
-        total += len(matches)
-        doc_types_right += extraction.doc_type == label["doc_type"]
-    accuracy = correct / total
-    print(f"\nOCR sample: {len(ocr_sample)} scans, {correct}/{total} labelled fields correct ({accuracy:.1%}), "
-          f"doc type right on {doc_types_right}/{len(ocr_sample)}")  # fmt: skip
-    assert accuracy >= 0.8
-    assert doc_types_right >= len(ocr_sample) - 1
+    correct, total, doc_types_right = score(ocr_sample)  # type: ignore[arg-type]
+    print(f"\nOCR sample: {len(ocr_sample)} scans, {correct}/{total} labelled fields right "
+          f"({correct / total:.1%}), doc type right on {doc_types_right}/{len(ocr_sample)}")  # fmt: skip
+    assert correct / total >= SCAN_FIELD_ACCURACY
+    assert doc_types_right >= len(ocr_sample) / 2
 
 
-def test_ocr_confidence_lowers_field_confidence(ocr_sample: list[tuple[dict, object]]) -> None:
-    _, extraction = ocr_sample[0]
-    assert extraction.fields
-    assert all(field.confidence <= extraction.ocr_confidence + 1e-9 for field in extraction.fields.values())
+@pytest.fixture(scope="module")
+def scanned_twins(model_file: str) -> list[tuple[dict, Extraction, Extraction | WorkerFailure]]:
+    """(label, text PDF extraction, PNG scan extraction) of the same documents."""
+    twins = []
+    for number, family in enumerate(SCANNED_TWINS):
+        doc_type = DOCUMENT_TYPES[number % len(DOCUMENT_TYPES)]
+        text_data, text_label = family_document(family, doc_type, "text_pdf", "twin")
+        scan_data, scan_label = family_document(family, doc_type, "png", "twin")
+        assert scan_label["fields"] == text_label["fields"], "not the same document"
+        text = extract_document(make_job(text_label["sha256"], text_label, text_data, model_file))
+        twins.append((text_label, text, make_job(scan_label["sha256"], scan_label, scan_data, model_file)))
+    scans = ocr_in_sandbox([job for _, _, job in twins], "scanned twins")
+    return [(label, text, scan) for (label, text, _), scan in zip(twins, scans, strict=True)]
 
 
-def test_a_pdf_with_text_and_scanned_pages_is_mixed(corpus: tuple[Path, list[dict]]) -> None:
-    root, labels = corpus
-    text_pdf = next(row for row in labels if row["has_text_layer"])
-    scanned_pdf = min(
-        (row for row in labels if row["format"] == "pdf" and not row["has_text_layer"]),
-        key=lambda row: row["dpi"],
-    )
+def test_a_text_pdf_and_its_scan_give_mostly_the_same_values(
+    scanned_twins: list[tuple[dict, Extraction, Extraction | WorkerFailure]],
+) -> None:
+    """One field logic for both sources: what the text layer and OCR see is the same page, so the
+    values mostly agree (OCR misreads are what may differ)."""
+    same = compared = 0
+    for label, text, scan in scanned_twins:
+        assert not isinstance(scan, WorkerFailure), f"{label['filename']}: {scan}"
+        assert (text.text_source, scan.text_source) == ("text_layer", "ocr")
+        for name in label["fields"]:
+            text_value, scan_value = text.row()[name], scan.row()[name]
+            if text_value is None and scan_value is None:
+                same += 1
+            elif text_value is not None:
+                same += value_matches(name, scan_value, text_value)
+            compared += 1
+    print(f"\ntext PDF vs scan: {same}/{compared} labelled fields read the same")
+    assert same / compared >= SAME_VALUES
+
+
+def test_a_pdf_with_text_and_scanned_pages_is_mixed(model_file: str) -> None:
+    """The first page of a document's text PDF followed by the first page of its scan."""
+    text_data, label = family_document("label_list", "billing_statement", "text_pdf", "mixed")
+    scan_data, _ = family_document("label_list", "billing_statement", "image_pdf", "mixed")
     writer = PdfWriter()
-    writer.add_page(PdfReader(root / text_pdf["filename"]).pages[0])
-    writer.add_page(PdfReader(root / scanned_pdf["filename"]).pages[0])
+    writer.add_page(PdfReader(io.BytesIO(text_data)).pages[0])
+    writer.add_page(PdfReader(io.BytesIO(scan_data)).pages[0])
     buffer = io.BytesIO()
     writer.write(buffer)
-    job = ExtractJob("mixed", DocumentFormat.PDF, buffer.getvalue(), OCR_DPI, TEXT_LAYER_MIN_CHARS)
+    job = ExtractJob("mixed", DocumentFormat.PDF, buffer.getvalue(), OCR_DPI, TEXT_LAYER_MIN_CHARS,
+                     model_file=model_file)  # fmt: skip
     extraction = extract_document(job)
     assert (extraction.text_source, extraction.text_layer_pages, extraction.ocr_pages) == ("mixed", 1, 1)
     assert extraction.ocr_confidence is not None
-    assert extraction.fields["account_number"].value == text_pdf["fields"]["account_number"]
-
-
-def test_every_printed_format_parses_back_to_its_label(corpus: tuple[Path, list[dict]]) -> None:
-    """The printed strings of the whole corpus (all date styles, anomalies included) round-trip."""
-    _, labels = corpus
-    for label in labels:
-        text = "\n".join(f"{FIELD_LABELS[name]}: {value}" for name, value in label["printed"].items())
-        parsed = parse_fields(text, None)
-        assert {name: field.value for name, field in parsed.items()} == label["fields"], label["printed"]
-
-
-@pytest.mark.parametrize(
-    ("printed", "iso"),
-    [
-        ("03/14/2019", "2019-03-14"),
-        ("March 14, 2019", "2019-03-14"),
-        ("2019-03-14", "2019-03-14"),
-        ("Mar. 4, 2019", "2019-03-04"),
-        ("14 March 2019", "2019-03-14"),
-        ("Novernber 5, 2O21", "2021-11-05"),
-        ("1l/05/2021", "2021-11-05"),
-    ],
-)
-def test_disbursement_date_formats(printed: str, iso: str) -> None:
-    field = parse_fields(f"Disbursement Date: {printed}", None)["disbursement_date"]
-    assert field.value == iso
-
-
-def test_impossible_date_is_not_reported() -> None:
-    assert "disbursement_date" not in parse_fields("Disbursement Date: 02/30/2019", None)
-
-
-def test_ocr_damaged_numbers_are_repaired_with_lower_confidence() -> None:
-    clean = parse_fields(
-        "Principal Balance: $12,340.50\nInterest Rate: 6.80%\nRepayment Term: 120 months", 0.9
-    )
-    damaged = parse_fields(
-        "PRINCIPAL  BALANCE : S12,34O.5O\nlnterest Rate; 6.8O %\nRepayment Term: l2O months\n"
-        "Account Number: 7352 7378 1O\nMonthly Payment: $1.212,07",
-        0.9,
-    )
-    assert damaged["principal"].value == clean["principal"].value == 12340.50
-    assert damaged["interest_rate"].value == clean["interest_rate"].value == 6.8
-    assert damaged["term_months"].value == clean["term_months"].value == 120
-    assert damaged["account_number"].value == "7352-7378-10"
-    assert damaged["monthly_payment"].value == 1212.07
-    assert clean["principal"].confidence == pytest.approx(0.9)
-    for name in ("principal", "interest_rate", "term_months"):
-        assert damaged[name].confidence < clean[name].confidence
-
-
-def test_anomalous_values_come_through_unchanged() -> None:
-    parsed = parse_fields(
-        "Principal Balance: -$8,067.95\nInterest Rate: 48.00%\nDisbursement Date: 11/01/2049", None
-    )
-    assert parsed["principal"].value == -8067.95
-    assert parsed["interest_rate"].value == 48.0
-    assert parsed["disbursement_date"].value == "2049-11-01"
-
-
-def test_labels_are_not_confused_with_prose_or_similar_labels() -> None:
-    text = (
-        "Annual Percentage Rate (APR): 6.97%\n"
-        "monthly payments during the forbearance period shown above.\n"
-        "servicer if the student withdraws, graduates or drops below half-time\n"
-        "Master Promissory Note - Terms and Conditions (continued)\n"
-        "principal amount shown above, together with interest"
-    )
-    assert parse_fields(text, None) == {}
-
-
-def test_names_and_servicer_keep_their_printed_text() -> None:
-    parsed = parse_fields(
-        "Borrower  Name:   Maria D.  Lindqvist \n| Servicer: Quillfeather Student Finance", None
-    )
-    assert parsed["borrower_name"].value == "Maria D. Lindqvist"
-    assert parsed["servicer"].value == "Quillfeather Student Finance"
-
-
-def test_classifier_is_robust_to_case_and_spacing_and_admits_ignorance() -> None:
-    doc_type, confidence = classify("MONTHLY   BILLING\nStatement\nPayment Due Date: 2024-10-14")
-    assert doc_type == "billing_statement" and confidence > 0.9
-    assert classify("Dear customer, thank you for your letter.") == (None, 0.0)
-    weak_type, weak_confidence = classify("Family size: 3")
-    assert weak_type == "idr_application" and weak_confidence < 0.5
+    assert extraction.doc_type == "billing_statement"
+    assert field_matches(extraction.row(), {"account_number": label["fields"]["account_number"]}) == {
+        "account_number": True
+    }
 
 
 def test_ensure_tesseract_reports_the_version_or_how_to_install_it(tmp_path: Path) -> None:
