@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from mlops.extraction.candidates import Candidate
 from mlops.models import FIELD_NAMES, FieldValue
@@ -27,6 +28,9 @@ def design_row(field_name: str, features: Sequence[float]) -> list[float]:
 
 @dataclass
 class FieldRanker:
+    """Runs single-threaded: OpenMP threads spinning beside the OCR workers on a busy 2-core machine
+    made fitting ~100x slower."""
+
     model: CalibratedClassifierCV
     min_confidence: float
 
@@ -45,11 +49,15 @@ class FieldRanker:
             max_iter=max_iter, learning_rate=learning_rate, l2_regularization=1.0, random_state=seed
         )
         model = CalibratedClassifierCV(booster, method="isotonic", cv=3, ensemble=False)
-        model.fit(rows, positive)
+        with threadpool_limits(limits=1):
+            model.fit(rows, positive)
         return cls(model, min_confidence)
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(rows)[:, 1] if len(rows) else np.zeros(0)
+        if not len(rows):
+            return np.zeros(0)
+        with threadpool_limits(limits=1):
+            return self.model.predict_proba(rows)[:, 1]
 
     def pick(self, table: Sequence[tuple[str, Candidate, list[float]]], raw_text) -> dict[str, FieldValue]:
         """The best candidate of each field, kept when its probability reaches ``min_confidence``.
