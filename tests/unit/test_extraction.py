@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from mlops.config import load_settings
 from mlops.document_families import FAMILIES, family_document
 from mlops.errors import DependencyMissing
 from mlops.extraction import (
@@ -45,14 +44,6 @@ SCAN_FIELD_ACCURACY = 0.75
 SAME_VALUES = 0.75
 # The same document as a text PDF and as a PNG scan: one pair per family below, each a different type.
 SCANNED_TWINS = ("label_list", "boxed_form", "table", "letter")
-
-
-@pytest.fixture(scope="module")
-def model_file() -> str:
-    path = load_settings().extractor_model_file
-    if not path.is_file():
-        pytest.fail(f"no trained extractor at {path}: run `make models` (make test does)")
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,11 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
-from mlops.config import load_settings
 from mlops.errors import ConfigError
 from mlops.extraction.candidates import parse_date
 from mlops.extraction.extractors import ExtractJob, extract_document
 from mlops.extraction.trained_models import load_models
 from mlops.models import UNKNOWN_DOCUMENT_TYPE, DocumentFormat
-
-
-@pytest.fixture(scope="module")
-def model_file() -> str:
-    path = load_settings().extractor_model_file
-    if not path.is_file():
-        pytest.fail(f"no trained extractor at {path}: run `make models` (make test does)")
-    return str(path)
 
 
 def pdf(lines: list[tuple[float, float, str]], *, size: float = 11, font: str = "Helvetica") -> bytes:
