@@ -203,7 +203,8 @@ def test_params_yaml_is_a_valid_settings_overlay(params):
 def test_stage_params_exist_in_settings_and_params_yaml(dvc_stages, params):
     declared = _leaves(params)
     listed: set[str] = set()
-    for name, stage in dvc_stages.items():
+    training = yaml.safe_load(DVC_YAML.read_text())["stages"][TRAINING_STAGE]
+    for name, stage in [*dvc_stages.items(), (TRAINING_STAGE, training)]:
         for key in stage.get("params", []):
             assert isinstance(key, str), f"{name}: list params of params.yaml as plain dotted keys"
             assert _is_setting(key), f"{name}: param {key} is not a Settings key"
