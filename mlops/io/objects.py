@@ -4,15 +4,24 @@ One interface, :class:`ObjectStore`, and two backends chosen by settings: :class
 (a directory, the embedded default) and :class:`S3Store` (any S3 endpoint: MinIO, SeaweedFS, AWS).
 Keys are relative, slash-separated paths checked by :func:`validate_key` on both backends, so a
 key that works locally works on S3 and no key can escape the local root.
+
+Listings are untrusted input (anyone who can write to the landing area names its entries):
+:meth:`ObjectStore.scan` never opens or follows anything but a regular file, gives every entry a
+safe key (:func:`safe_key`) and remembers its name as stored, and reports what it cannot read as a
+:class:`RefusedEntry` with a reason instead of failing or hanging.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+import time
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -27,14 +36,67 @@ if TYPE_CHECKING:
     from mlops.config import ObjectStoreSettings, Settings
 
 TEMP_PREFIX = ".tmp-objectstore-"
+CHUNK = 1024 * 1024
+NOT_A_REGULAR_FILE = "not_a_regular_file"
+UNREADABLE = "unreadable"
+UNSAFE_NAME = "unsafe_name"
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """A listed object. ``source`` is its name as stored when that is not a valid key (a file
+    name with a backslash, control characters or bytes that are not UTF-8): pass the ObjectInfo
+    itself to :meth:`ObjectStore.open` or :meth:`ObjectStore.copy` to read it."""
+
     key: str
     size: int
     etag: str
     last_modified: datetime
+    source: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The name as stored, for people (see :func:`readable`)."""
+        return readable(self.source or self.key)
+
+    @property
+    def name(self) -> str:
+        """The original file name, for people."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class RefusedEntry:
+    """A listing entry that is never read: ``reason`` is one of NOT_A_REGULAR_FILE, UNREADABLE,
+    UNSAFE_NAME; ``name`` is its path under the listed prefix's root, readable."""
+
+    name: str
+    reason: str
+    detail: str
+
+
+def _escape(name: str, template: str, also: str = "") -> str:
+    """Characters in ``also``, control characters and undecodable bytes (surrogate escapes, as
+    os.fsdecode leaves them) written byte by byte with ``template``."""
+    return "".join(
+        "".join(template.format(byte) for byte in char.encode("utf-8", "surrogateescape"))
+        if char in also or unicodedata.category(char) in ("Cc", "Cs")
+        else char
+        for char in name
+    )
+
+
+def safe_key(name: str) -> str:
+    """Any stored name as a valid key: backslashes, control characters and bytes that are not
+    UTF-8 become %XX; every other name is its own key. (A name that already spells such an
+    escape shares its key; identity is (key, etag), so two such files are still told apart.)"""
+    return _escape(name, "%{:02X}", also="\\")
+
+
+def readable(name: str) -> str:
+    """A name fit for logs, reports and a text column: control characters and bytes that are
+    not UTF-8 shown as \\xNN, everything else (backslashes too) as it is."""
+    return _escape(name, "\\x{:02x}")
 
 
 def validate_key(key: str) -> str:
@@ -44,15 +106,37 @@ def validate_key(key: str) -> str:
         problem = "it is empty"
     elif key.startswith("/"):
         problem = "it is absolute (starts with '/')"
-    elif "\\" in key or "\x00" in key:
-        problem = "it contains a backslash or NUL character"
-    elif any(part in ("", ".", "..") for part in key.split("/")):
+    elif safe_key(key) != key:
+        problem = "it contains a backslash, a control character or a byte that is not UTF-8 (see safe_key)"
+    elif _has_dot_segment(key):
         problem = "it has an empty, '.' or '..' path segment"
     if problem:
         raise ValueError(
             f"invalid object key {key!r}: {problem}. Use a relative path like 'raw/ab/abcd.pdf'."
         )
     return key
+
+
+def _key_of(key: str | ObjectInfo) -> str:
+    """The key to name an object by: a listed object's safe key, else ``key`` itself."""
+    return key.key if isinstance(key, ObjectInfo) else key
+
+
+def _stored_key(key: str | ObjectInfo) -> str:
+    """The name to read: a listed object's name as stored (its listing vetted it), else a valid key."""
+    return key.source or key.key if isinstance(key, ObjectInfo) else validate_key(key)
+
+
+def _has_dot_segment(key: str) -> bool:
+    return any(part in ("", ".", "..") for part in key.split("/"))
+
+
+def _check_deadline(deadline: float | None, key: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise ObjectStoreError(
+            f"listing ran out of time at {key!r}. Fix: raise MLOPS_LIMITS__LISTING_TIMEOUT_SECONDS "
+            "or move finished files out of the landing area."
+        )
 
 
 def _folder(prefix: str) -> str:
@@ -101,25 +185,31 @@ class ObjectStore(ABC):
         """Upload a local file (multipart on S3 for big files)."""
 
     @abstractmethod
-    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
-        """Stream an object's bytes without loading them all."""
+    def open(self, key: str | ObjectInfo) -> AbstractContextManager[BinaryIO]:
+        """Stream an object's bytes without loading them all (a listed object by its stored name)."""
 
     @abstractmethod
+    def scan(self, prefix: str = "", deadline: float | None = None) -> Iterator[ObjectInfo | RefusedEntry]:
+        """Every entry under folder ``prefix`` ('' for all), recursively, sorted by key: objects,
+        and what cannot be read as one. Past ``deadline`` (time.monotonic()) it raises
+        ObjectStoreError naming where it stopped."""
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under folder ``prefix`` ('' for all), recursively, sorted by key."""
+        return (entry for entry in self.scan(prefix) if isinstance(entry, ObjectInfo))
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def copy(self, src: str, dst: str) -> None: ...
+    def copy(self, src: str | ObjectInfo, dst: str) -> None: ...
 
     @abstractmethod
     def delete(self, key: str) -> None:
         """Delete ``key``; deleting a missing key is not an error."""
 
     @abstractmethod
-    def uri(self, key: str) -> str:
+    def uri(self, key: str | ObjectInfo) -> str:
         """Where the object lives, for humans and reports (file:// or s3://)."""
 
     def get_bytes(self, key: str) -> bytes:
@@ -142,11 +232,11 @@ class LocalDirStore(ObjectStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
 
-    def _path(self, key: str) -> Path:
-        path = self.root / validate_key(key)
+    def _path(self, key: str | ObjectInfo) -> Path:
+        path = self.root / _stored_key(key)
         if not path.resolve().is_relative_to(self.root) or path.name.startswith(TEMP_PREFIX):
             raise ValueError(
-                f"invalid object key {key!r}: it leads outside {self.root} or is a temp file name."
+                f"invalid object key {_key_of(key)!r}: it leads outside {self.root} or is a temp file name."
             )
         return path
 
@@ -160,34 +250,45 @@ class LocalDirStore(ObjectStore):
             _write_atomic(self._path(key), lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
 
     @contextlib.contextmanager
-    def open(self, key: str) -> Iterator[BinaryIO]:
+    def open(self, key: str | ObjectInfo) -> Iterator[BinaryIO]:
         try:
-            stream = open(self._path(key), "rb")  # noqa: SIM115 - closed below
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectNotFound(f"{self.uri(key)} does not exist") from None
+            stream = _open_regular(self._path(key))
+        except (FileNotFoundError, NotADirectoryError, NotARegularFile):
+            raise ObjectNotFound(f"{self.uri(key)} does not exist or is not a regular file") from None
         with stream:
             yield stream
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def scan(self, prefix: str = "", deadline: float | None = None) -> Iterator[ObjectInfo | RefusedEntry]:
+        """Symbolic links (to files or folders), FIFOs, devices and sockets are refused from
+        their lstat alone: never opened, never followed."""
         folder = _folder(prefix)
-        base = self._path(folder.rstrip("/")) if folder else self.root
-        keys = sorted(
-            (Path(directory) / name).relative_to(self.root).as_posix()
-            for directory, _, names in os.walk(base)
-            for name in names
-            if not name.startswith(TEMP_PREFIX)
-        )
-        for key in keys:
-            path = self.root / key
-            with contextlib.suppress(FileNotFoundError), open(path, "rb") as stream:
-                stat = os.fstat(stream.fileno())
-                etag = hashlib.file_digest(stream, "md5").hexdigest()
-                yield ObjectInfo(key, stat.st_size, etag, datetime.fromtimestamp(stat.st_mtime, UTC))
+        entries = sorted(_walk(self._path(folder.rstrip("/")) if folder else self.root, self.root))
+        for key, name, refusal in entries:
+            _check_deadline(deadline, key)
+            if refusal:
+                yield RefusedEntry(readable(name), *refusal)
+                continue
+            try:
+                with _open_regular(self.root / name) as stream:
+                    info = os.fstat(stream.fileno())
+                    digest = hashlib.md5()
+                    while chunk := stream.read(CHUNK):
+                        digest.update(chunk)
+                        _check_deadline(deadline, key)
+            except FileNotFoundError:
+                continue  # gone since the directory was read
+            except OSError as error:  # NotARegularFile too: replaced since the directory was read
+                yield RefusedEntry(readable(name), UNREADABLE, readable(str(error)))
+                continue
+            modified = datetime.fromtimestamp(info.st_mtime, UTC)
+            yield ObjectInfo(key, info.st_size, digest.hexdigest(), modified, None if name == key else name)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            return stat.S_ISREG(os.lstat(self._path(key)).st_mode)
+        return False
 
-    def copy(self, src: str, dst: str) -> None:
+    def copy(self, src: str | ObjectInfo, dst: str) -> None:
         with self.open(src) as stream:
             _write_atomic(self._path(dst), lambda out: shutil.copyfileobj(stream, out, 1024 * 1024))
 
@@ -201,8 +302,71 @@ class LocalDirStore(ObjectStore):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def uri(self, key: str) -> str:
-        return (self.root / key).as_uri()
+    def uri(self, key: str | ObjectInfo) -> str:
+        return (self.root / _key_of(key)).as_uri()
+
+
+class NotARegularFile(OSError):
+    """An entry that is a link, FIFO, device, socket or folder where a file was expected."""
+
+
+_FILE_KINDS = (
+    (stat.S_ISLNK, "symbolic link"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISDIR, "directory"),
+)
+
+
+def _file_kind(mode: int) -> str:
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "special file")
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading: a final symlink is not followed (O_NOFOLLOW), a FIFO
+    does not block the open (O_NONBLOCK), and anything but a regular file is closed unread."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotARegularFile(f"{path} is a symbolic link") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotARegularFile(f"{path} is a {_file_kind(mode)}")
+    return os.fdopen(fd, "rb")
+
+
+def _walk(directory: Path, root: Path) -> Iterator[tuple[str, str, tuple[str, str] | None]]:
+    """(safe key, name under root, None) of every regular file below ``directory``, entering
+    folders but not symlinks to them; anything else comes with (reason, detail) from its lstat."""
+    name = directory.relative_to(root).as_posix()
+    try:
+        with os.scandir(directory) as found:
+            children = list(found)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        yield safe_key(name), name, (UNREADABLE, f"cannot list the folder: {error.strerror}")
+        return
+    for child in children:
+        path = f"{name}/{child.name}" if name != "." else child.name
+        try:
+            mode = child.stat(follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            yield safe_key(path), path, (UNREADABLE, f"cannot stat it: {error.strerror}")
+            continue
+        if stat.S_ISDIR(mode):
+            yield from _walk(Path(child.path), root)
+        elif not stat.S_ISREG(mode):
+            yield safe_key(path), path, (NOT_A_REGULAR_FILE, f"a {_file_kind(mode)}")
+        elif not child.name.startswith(TEMP_PREFIX):
+            yield safe_key(path), path, None
 
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -284,20 +448,33 @@ class S3Store(ObjectStore):
             self.client.upload_file(str(path), self.bucket, validate_key(key), ExtraArgs=extra, Config=config)
 
     @contextlib.contextmanager
-    def open(self, key: str) -> Iterator[BinaryIO]:
-        with self._errors("GET", key):
-            body = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))["Body"]
+    def open(self, key: str | ObjectInfo) -> Iterator[BinaryIO]:
+        with self._errors("GET", _key_of(key)):
+            body = self.client.get_object(Bucket=self.bucket, Key=_stored_key(key))["Body"]
         with contextlib.closing(body):
             yield body
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def scan(self, prefix: str = "", deadline: float | None = None) -> Iterator[ObjectInfo | RefusedEntry]:
+        """Keys with an empty, '.' or '..' segment are refused: a server or proxy may resolve
+        them to another object. Zero-byte keys ending in '/' are folder markers, not objects."""
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=_folder(prefix)
         )
         with self._errors(f"LIST prefix {prefix!r} of"):
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"], item["Size"], item["ETag"].strip('"'), item["LastModified"])
+                    stored, size = item["Key"], item["Size"]
+                    key = safe_key(stored)
+                    _check_deadline(deadline, key)
+                    if stored.endswith("/") and size == 0:
+                        continue
+                    if _has_dot_segment(stored):
+                        yield RefusedEntry(
+                            readable(stored), UNSAFE_NAME, "it has an empty, '.' or '..' path segment"
+                        )
+                        continue
+                    etag, modified = item["ETag"].strip('"'), item["LastModified"]
+                    yield ObjectInfo(key, size, etag, modified, None if stored == key else stored)
 
     def exists(self, key: str) -> bool:
         try:
@@ -307,18 +484,18 @@ class S3Store(ObjectStore):
             return False
         return True
 
-    def copy(self, src: str, dst: str) -> None:
+    def copy(self, src: str | ObjectInfo, dst: str) -> None:
         """Server-side copy (single request: objects up to 5 GB)."""
-        source = {"Bucket": self.bucket, "Key": validate_key(src)}
-        with self._errors("COPY", src):
+        source = {"Bucket": self.bucket, "Key": _stored_key(src)}
+        with self._errors("COPY", _key_of(src)):
             self.client.copy_object(Bucket=self.bucket, Key=validate_key(dst), CopySource=source)
 
     def delete(self, key: str) -> None:
         with self._errors("DELETE", key):
             self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
 
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
+    def uri(self, key: str | ObjectInfo) -> str:
+        return f"s3://{self.bucket}/{_key_of(key)}"
 
     def ensure_bucket(self) -> None:
         """Create the bucket unless it exists (idempotent, safe against a concurrent creator)."""
