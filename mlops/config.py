@@ -91,6 +91,9 @@ class LimitSettings(BaseModel):
     max_image_pixels: int = Field(90_000_000, gt=0, description="decompression-bomb limit, per page")
     timeout_seconds: float = Field(60.0, gt=0, description="per document, in the worker process")
     worker_memory_mb: int = Field(1536, ge=256, description="address-space cap of a worker process")
+    listing_timeout_seconds: float = Field(
+        600.0, gt=0, description="the landing listing fails, naming the key it reached, after this long"
+    )
 
 
 class PreprocessSettings(BaseModel):

@@ -32,7 +32,8 @@ def _optional_parts(ctx: StageContext, name: str) -> pd.DataFrame:
 
 
 def document_counts(ctx: StageContext) -> dict[str, int]:
-    """seen = new + skipped; new = accepted + quarantined + duplicates."""
+    """seen = new + skipped; new = accepted + quarantined + duplicates. Refused and ignored
+    landing entries are not documents and counted apart."""
     acquired = _optional_json(ctx, "acquire_documents/summary") or {}
     quarantined = len(quarantine_events(ctx))
     new = acquired.get("new", 0)
@@ -44,6 +45,8 @@ def document_counts(ctx: StageContext) -> dict[str, int]:
         "accepted": new - quarantined - duplicates,
         "quarantined": quarantined,
         "duplicates": duplicates,
+        "refused": acquired.get("refused", 0),  # landing entries never read (not regular files, ...)
+        "ignored": acquired.get("ignored", 0),  # landing names matching landing_ignore
     }
 
 

@@ -5,26 +5,41 @@ an earlier run already took are skipped when their document was quarantined or f
 by this pipeline version; objects an unfinished earlier run took are picked up again, so
 nothing is lost. Bytes equal to a registered document count as duplicates and are not
 processed twice. The landing area itself is never modified.
+
+Whoever writes to the landing area names its entries, so the listing is untrusted: entries that
+are not regular files (links, FIFOs, devices, sockets), cannot be read, or have keys a server
+could resolve elsewhere are refused without being opened; file names matching
+``landing_ignore`` are ignored unless they end in a document extension. Both are set aside with
+a reason: counted in the summary, listed in the ``set_aside`` table, refusals in the audit log.
+The listing stops with an error after ``limits.listing_timeout_seconds``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
+import time
+from collections import Counter
 from pathlib import PurePosixPath
 from typing import Any
 
-from mlops.io.objects import ObjectInfo
-from mlops.models import DocumentRecord, DocumentStatus, DuplicateRecord
+from mlops.errors import ObjectNotFound
+from mlops.io.objects import UNREADABLE, UNSAFE_NAME, ObjectInfo, RefusedEntry
+from mlops.models import EXTENSIONS, DocumentRecord, DocumentStatus, DuplicateRecord
 from mlops.progress import progress
 from mlops.stages import StageContext
 
 STAGE = "acquire_documents"
 HASH_CHUNK = 1024 * 1024
+IGNORED = "ignored"
+MAX_KEY_LENGTH = 1024  # documents.source_key and landing_objects.source_key
+
+log = logging.getLogger(__name__)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    listed = landing_objects(ctx)
+    listed, set_aside = landing_entries(ctx)
     claims = ctx.metadata.landing_claims((obj.key, obj.etag) for obj in listed)
     processed = set() if ctx.reprocess else ctx.metadata.processed_set(ctx.settings.pipeline_version)
 
@@ -42,11 +57,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if ctx.max_documents:
         unclaimed = unclaimed[: ctx.max_documents]  # the rest waits for the next run
     for obj in progress(unclaimed, total=len(unclaimed), desc="acquire"):
-        take(ctx, obj)
+        try:
+            take(ctx, obj)
+        except ObjectNotFound as error:  # removed, or replaced by something else, since it was listed
+            listed.remove(obj)
+            set_aside.append(RefusedEntry(obj.path, UNREADABLE, str(error)))
 
+    for entry in set_aside:
+        record_set_aside(ctx, entry)
     documents, duplicates = documents_of_run(ctx)
     ctx.catalog.save_table(f"{STAGE}/documents", documents)
     ctx.catalog.save_table(f"{STAGE}/duplicates", duplicates)
+    ctx.catalog.save_table(f"{STAGE}/set_aside", [vars(entry) for entry in set_aside])
+    reasons = Counter(entry.reason for entry in set_aside)
     deferred = len(listed) - skipped - len(ctx.metadata.landing_objects(ctx.run_id))
     summary = {
         "seen": len(listed) - deferred,
@@ -55,6 +78,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "deferred": deferred,
         "documents": len(documents),
         "duplicates": len(duplicates),
+        "ignored": reasons.pop(IGNORED, 0),
+        "refused": sum(reasons.values()),
+        "refused_reasons": dict(reasons),
     }
     return summary
 
@@ -64,13 +90,39 @@ def acquired_documents(ctx: StageContext) -> list[DocumentRecord]:
     return [DocumentRecord(**row) for row in ctx.catalog.load_records(f"{STAGE}/documents")]
 
 
-def landing_objects(ctx: StageContext) -> list[ObjectInfo]:
-    ignore = ctx.settings.landing_ignore
-    return [
-        obj
-        for obj in ctx.store.list(ctx.settings.prefixes.landing)
-        if not any(fnmatch.fnmatch(PurePosixPath(obj.key).name, pattern) for pattern in ignore)
-    ]
+def landing_entries(ctx: StageContext) -> tuple[list[ObjectInfo], list[RefusedEntry]]:
+    """The landing objects to consider, and the entries set aside (refused or ignored) with why."""
+    deadline = time.monotonic() + ctx.settings.limits.listing_timeout_seconds
+    objects: list[ObjectInfo] = []
+    set_aside: list[RefusedEntry] = []
+    for entry in ctx.store.scan(ctx.settings.prefixes.landing, deadline):
+        if isinstance(entry, RefusedEntry):
+            set_aside.append(entry)
+        elif len(entry.key) > MAX_KEY_LENGTH:
+            detail = f"its key is longer than {MAX_KEY_LENGTH} characters"
+            set_aside.append(RefusedEntry(entry.path, UNSAFE_NAME, detail))
+        elif pattern := ignored_by(entry.name, ctx.settings.landing_ignore):
+            set_aside.append(RefusedEntry(entry.name, IGNORED, f"matches landing_ignore pattern {pattern!r}"))
+        else:
+            objects.append(entry)
+    return objects, set_aside
+
+
+def ignored_by(name: str, patterns: list[str]) -> str | None:
+    """The ignore pattern ``name`` matches; never one for a name with a document extension, so
+    a pattern such as '.*' cannot swallow a document called '..\\x.pdf'."""
+    if PurePosixPath(name).suffix.lower() in EXTENSIONS:
+        return None
+    return next((pattern for pattern in patterns if fnmatch.fnmatchcase(name, pattern)), None)
+
+
+def record_set_aside(ctx: StageContext, entry: RefusedEntry) -> None:
+    """Ignored names are logged; refusals are logged as warnings and audited."""
+    if entry.reason == IGNORED:
+        log.info("landing entry %s ignored: %s", entry.name, entry.detail)
+        return
+    log.warning("landing entry %s refused (%s): %s", entry.name, entry.reason, entry.detail)
+    ctx.audit(STAGE, "refused", name=entry.name, reason=entry.reason, detail=entry.detail)
 
 
 def _finished(ctx: StageContext, sha256: str, processed: set[str]) -> bool:
@@ -86,7 +138,7 @@ def raw_key_for(ctx: StageContext, sha256: str) -> str:
 def take(ctx: StageContext, obj: ObjectInfo) -> None:
     """Hash the landing object, copy it once into raw storage and register it; safe to repeat."""
     digest = hashlib.sha256()
-    with ctx.store.open(obj.key) as stream:
+    with ctx.store.open(obj) as stream:
         while chunk := stream.read(HASH_CHUNK):
             digest.update(chunk)
     sha256 = digest.hexdigest()
@@ -95,12 +147,12 @@ def take(ctx: StageContext, obj: ObjectInfo) -> None:
     is_duplicate = existing is not None and existing["source_key"] != obj.key
     if not is_duplicate:
         if not ctx.store.exists(raw_key):
-            ctx.store.copy(obj.key, raw_key)
+            ctx.store.copy(obj, raw_key)
         ctx.metadata.register_document(
             DocumentRecord(
                 sha256=sha256,
                 source_key=obj.key,
-                original_filename=PurePosixPath(obj.key).name,
+                original_filename=obj.name,
                 size_bytes=obj.size,
                 raw_key=raw_key,
             ),
