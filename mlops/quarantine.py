@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def quarantine_key(ctx: StageContext, doc: DocumentRecord) -> str:
-    return f"{ctx.settings.prefixes.quarantine}/{doc.sha256}/{PurePosixPath(doc.original_filename).name}"
+    """Named after the landing key (a safe key), not original_filename (kept as it was, for people)."""
+    return f"{ctx.settings.prefixes.quarantine}/{doc.sha256}/{PurePosixPath(doc.source_key).name}"
 
 
 def quarantine(
