@@ -1,27 +1,58 @@
 """Run per-document work on untrusted bytes in a bounded pool of sandboxed worker processes.
 
-Like Apache Tika Pipes, a parser that hangs or balloons memory only loses its own worker:
-each task has a wall-clock limit and each worker an address-space cap, and the failure comes
-back as a value (``WorkerFailure``) the stage turns into a quarantine reason.
+Like Apache Tika Pipes, each worker is a process of its own with a pipe of its own and holds one
+document at a time, so whatever goes wrong is pinned on exactly that document and comes back as
+a value, ``WorkerFailure``, that the stage turns into a quarantine reason:
+
+- any exception the parser raises (Pillow raises ``TypeError`` on some fuzzed TIFFs): ``corrupt``,
+  or the reason a :class:`Rejected` carries;
+- ``MemoryError`` under the worker's address-space cap, or the worker dying (a signal, a crash in
+  C code, ``os._exit``): ``resource_limit``;
+- no result within the time limit: the worker is killed, ``timeout``.
+
+A killed or dead worker is replaced and the other documents go on. Only a worker that dies
+before it is ready for its first document is our own fault (:class:`WorkerStartError`): no
+document is to blame for that.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import resource
-from collections import deque
+import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
-from pebble import ProcessExpired, ProcessPool
-
+from mlops.errors import DependencyMissing
 from mlops.models import QuarantineReason
 from mlops.progress import progress
 
 Job = TypeVar("Job")
+MAX_TASKS_PER_WORKER = 50  # a fresh process now and then: parsers leak
+START_SECONDS = 120.0  # a worker imports its stage's libraries before it is ready
+MAX_DETAIL_CHARS = 500
+_READY = "ready"
+_DIED = object()
+_NOTHING = object()
+
+
+class Rejected(Exception):
+    """Bad input with a quarantine reason, raised by the code that opens untrusted bytes."""
+
+    def __init__(self, reason: QuarantineReason, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class WorkerStartError(DependencyMissing):
+    """A worker process died before taking its first document: the environment, not a document,
+    is at fault (an infrastructure error, exit code 4)."""
 
 
 @dataclass(frozen=True)
@@ -30,12 +61,164 @@ class WorkerFailure:
     detail: str
 
 
+def failure_of(error: BaseException) -> WorkerFailure:
+    """What an exception raised on untrusted bytes says about the document."""
+    if isinstance(error, Rejected):
+        return WorkerFailure(error.reason, error.detail)
+    if isinstance(error, MemoryError):
+        return WorkerFailure(QuarantineReason.RESOURCE_LIMIT, "worker memory cap exceeded")
+    detail = f"the parser failed: {type(error).__name__}: {error}"
+    return WorkerFailure(QuarantineReason.CORRUPT, detail[:MAX_DETAIL_CHARS])
+
+
 def _limit_worker(memory_mb: int) -> None:
     memory_bytes = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     # One single-threaded Tesseract / BLAS per core: threads would oversubscribe the pool.
     os.environ["OMP_THREAD_LIMIT"] = "1"
     os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _serve(conn: Connection, function: Callable[[Any], Any], memory_mb: int) -> None:
+    """The worker's loop: one job in, one (ok, value) out, until the pipe closes.
+
+    Ctrl-C and SIGTERM are for the main process: it finishes or releases the documents, and
+    kills its workers itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _limit_worker(memory_mb)
+    conn.send(_READY)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        try:
+            reply = (True, function(job))
+        except Exception as error:  # noqa: BLE001 - any parser error on untrusted bytes is a verdict
+            reply = (False, failure_of(error))
+        try:
+            conn.send(reply)
+        except Exception as error:  # noqa: BLE001 - a result that cannot be pickled
+            conn.send((False, failure_of(error)))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    deadline: float
+    ready: bool = False
+    index: int | None = None  # of the job it holds
+    tasks: int = 0
+
+
+class _Pool:
+    """``size`` workers; :meth:`collect` waits for results, deaths, timeouts and replaces workers."""
+
+    def __init__(self, function: Callable[[Any], Any], size: int, timeout_seconds: float, memory_mb: int):
+        self.function = function
+        self.timeout_seconds = timeout_seconds
+        self.memory_mb = memory_mb
+        self.context = multiprocessing.get_context("forkserver")
+        self.workers: list[_Worker] = []
+        for _ in range(size):
+            self.workers.append(self._start())
+
+    def _start(self) -> _Worker:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(
+            target=_serve, args=(child, self.function, self.memory_mb), name="mlops-worker", daemon=True
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent, deadline=time.monotonic() + START_SECONDS)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            _stop(worker)
+        self.workers = []
+
+    @property
+    def busy(self) -> bool:
+        return any(worker.index is not None for worker in self.workers)
+
+    def idle_worker(self) -> _Worker | None:
+        return next((worker for worker in self.workers if worker.ready and worker.index is None), None)
+
+    def submit(self, worker: _Worker, index: int, job: Any) -> None:
+        worker.index = index
+        worker.deadline = time.monotonic() + self.timeout_seconds
+        try:
+            worker.conn.send(job)
+        except OSError:
+            pass  # the worker died reading it: collect() blames the job
+
+    def collect(self) -> list[tuple[int, Any]]:
+        """Wait for the next events; return (job index, result or WorkerFailure) of finished jobs."""
+        timeout = max(0.0, min(worker.deadline for worker in self.workers) - time.monotonic())
+        wait([handle for worker in self.workers for handle in (worker.conn, worker.process.sentinel)],
+             timeout=None if math.isinf(timeout) else timeout)
+        finished = []
+        for worker in list(self.workers):
+            message = _receive(worker)
+            if message == _READY:
+                worker.ready, worker.deadline = True, math.inf
+            elif isinstance(message, tuple):
+                finished.append((worker.index, message[1]))
+                worker.index, worker.deadline, worker.tasks = None, math.inf, worker.tasks + 1
+                if worker.tasks >= MAX_TASKS_PER_WORKER or (
+                    not message[0] and message[1].reason is QuarantineReason.RESOURCE_LIMIT
+                ):
+                    self._replace(worker)
+            elif message is _DIED:
+                exit_status = _describe_exit(self._replace(worker))
+                if not worker.ready:
+                    raise WorkerStartError(
+                        f"a worker process {exit_status} before it was ready for a document. Fix: check "
+                        f"that `python -c 'import {self.function.__module__}'` works and that "
+                        f"limits.worker_memory_mb ({self.memory_mb}) leaves room for its libraries."
+                    )
+                if worker.index is not None:
+                    finished.append(
+                        (worker.index, WorkerFailure(QuarantineReason.RESOURCE_LIMIT, f"worker {exit_status}"))
+                    )
+            elif time.monotonic() >= worker.deadline:
+                self._replace(worker)
+                if worker.index is None:
+                    raise WorkerStartError(f"a worker process was not ready within {START_SECONDS:g} s")
+                detail = f"no result within {self.timeout_seconds:g} s"
+                finished.append((worker.index, WorkerFailure(QuarantineReason.TIMEOUT, detail)))
+        return finished
+
+    def _replace(self, worker: _Worker) -> int | None:
+        """Stop a worker, start a fresh one in its place; returns the old one's exit code."""
+        exitcode = _stop(worker)
+        self.workers[self.workers.index(worker)] = self._start()
+        return exitcode
+
+
+def _receive(worker: _Worker) -> Any:
+    try:
+        if worker.conn.poll():
+            return worker.conn.recv()
+    except (EOFError, OSError):
+        return _DIED
+    return _NOTHING if worker.process.is_alive() else _DIED
+
+
+def _stop(worker: _Worker) -> int | None:
+    worker.conn.close()
+    worker.process.kill()
+    worker.process.join()
+    return worker.process.exitcode
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"died (signal {signal.Signals(-exitcode).name})"
+    return f"died (exit code {exitcode})"
 
 
 def run_sandboxed(
@@ -48,47 +231,45 @@ def run_sandboxed(
     memory_mb: int,
     desc: str,
 ) -> Iterator[tuple[Job, Any]]:
-    """Yield (job, result) in input order; result is a WorkerFailure when the worker timed out,
-    ran out of memory, or died. Other exceptions propagate: they are bugs, not bad input.
+    """Yield (job, result) in input order; result is a WorkerFailure when the document failed
+    (see the module docstring). Exceptions raised here are ours: reading the jobs, or
+    :class:`WorkerStartError`.
 
-    Jobs are pulled lazily and at most ``2 * workers`` are in flight, so a run over thousands
-    of documents never holds more than a few documents' bytes in memory.
+    A job is pulled from ``jobs`` only when a worker is free to take it, and at most
+    ``2 * workers`` jobs are held at once, so a run over thousands of documents never holds
+    more than a few documents' bytes in memory. With ``workers=1`` exactly one document is out
+    at a time, and its result is handed over before the next one is pulled.
     """
     if total == 0:
         return
-    workers = max(1, min(workers, total))
-    with ProcessPool(
-        max_workers=workers,
-        max_tasks=50,
-        initializer=_limit_worker,
-        initargs=(memory_mb,),
-        context=multiprocessing.get_context("forkserver"),
-    ) as pool:
-        in_flight: deque[tuple[Job, Any]] = deque()
-        pending = iter(jobs)
-
-        def results() -> Iterator[tuple[Job, Any]]:
-            for job in pending:
-                in_flight.append((job, pool.schedule(function, args=(job,), timeout=timeout_seconds)))
-                if len(in_flight) >= 2 * workers:
-                    yield _finish(in_flight.popleft(), timeout_seconds)
-            while in_flight:
-                yield _finish(in_flight.popleft(), timeout_seconds)
-
-        yield from progress(results(), total=total, desc=desc)
+    yield from progress(_run(function, jobs, max(1, min(workers, total)), timeout_seconds, memory_mb),
+                        total=total, desc=desc)
 
 
-def _finish(entry: tuple[Job, Any], timeout_seconds: float) -> tuple[Job, Any]:
-    job, future = entry
-    return job, _outcome(future, timeout_seconds)
-
-
-def _outcome(future: Any, timeout_seconds: float) -> Any:
+def _run(
+    function: Callable[[Job], Any], jobs: Iterable[Job], size: int, timeout_seconds: float, memory_mb: int
+) -> Iterator[tuple[Job, Any]]:
+    pending = iter(jobs)
+    held: dict[int, Job] = {}
+    results: dict[int, Any] = {}
+    next_index = next_out = 0
+    exhausted = False
+    pool = _Pool(function, size, timeout_seconds, memory_mb)
     try:
-        return future.result()
-    except FutureTimeout:
-        return WorkerFailure(QuarantineReason.TIMEOUT, f"no result within {timeout_seconds:g} s")
-    except MemoryError:
-        return WorkerFailure(QuarantineReason.RESOURCE_LIMIT, "worker memory cap exceeded")
-    except ProcessExpired as died:
-        return WorkerFailure(QuarantineReason.RESOURCE_LIMIT, f"worker died (exit code {died.exitcode})")
+        while True:
+            while next_out in results:
+                yield held.pop(next_out), results.pop(next_out)
+                next_out += 1
+            while not exhausted and next_index - next_out < 2 * size and (worker := pool.idle_worker()):
+                job = next(pending, _NOTHING)
+                if job is _NOTHING:
+                    exhausted = True
+                    break
+                held[next_index] = job
+                pool.submit(worker, next_index, job)
+                next_index += 1
+            if exhausted and not pool.busy and not results:
+                return
+            results.update(pool.collect())
+    finally:
+        pool.close()
