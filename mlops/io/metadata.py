@@ -5,7 +5,7 @@ One implementation on SQLAlchemy 2 serves both backends: Postgres in production 
 file for the embedded default. Alembic (``mlops/io/migrations``) is the only thing that creates
 or changes tables; :meth:`MetadataStore.migrate` runs ``alembic upgrade head`` in-process, so no
 ``alembic.ini`` is needed on disk. The ORM classes below mirror the migrations (0001 foundation,
-0002 results) and a test checks that the two agree.
+0002 results, 0003 document attempts) and a test checks that the two agree.
 
 Contract: every write method is one transaction, and every insert that a retried task may repeat
 is an ``INSERT ... ON CONFLICT`` against a unique constraint, so duplicates are impossible by
@@ -197,6 +197,19 @@ class PreprocessResult(Base):
     fingerprint: Mapped[str] = mapped_column(sa.String(128))
     near_duplicate_of: Mapped[str | None] = mapped_column(sa.String(64))
     near_duplicate_distance: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class DocumentAttempt(Base):
+    """A document a stage handed to a worker and has not finished with: the row outlives a run
+    that died meanwhile, so a document that keeps killing runs can be told apart (``poison``)."""
+
+    __tablename__ = "document_attempts"
+
+    sha256: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("documents.sha256"), primary_key=True)
+    stage: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    last_run_id: Mapped[str] = mapped_column(sa.String(255))
+    updated_at: Mapped[datetime]
 
 
 class ExtractionResult(Base):
@@ -603,6 +616,39 @@ class MetadataStore:
         ]
         with self._write() as conn:
             return self._insert_ignore(conn, ProcessedDocument, rows)
+
+    # -- attempts (poison documents) --------------------------------------------------------
+
+    def document_attempts(self, stage: str, shas: Iterable[str]) -> dict[str, int]:
+        """Unfinished attempts of ``stage`` on these documents (absent: none)."""
+        table = DocumentAttempt.__table__
+        found: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(shas))):
+                query = sa.select(table.c.sha256, table.c.attempts).where(
+                    table.c.stage == stage, table.c.sha256.in_(chunk)
+                )
+                found.update(dict(conn.execute(query).all()))
+        return found
+
+    def begin_attempt(self, sha256: str, stage: str, run_id: str) -> None:
+        """Count one more attempt of ``stage`` on a document, before it goes to a worker."""
+        table = DocumentAttempt.__table__
+        row = {"sha256": sha256, "stage": stage, "attempts": 1, "last_run_id": run_id, "updated_at": utcnow()}
+        stmt = self._dialect_insert(table).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["sha256", "stage"],
+            set_={"attempts": table.c.attempts + 1, "last_run_id": run_id, "updated_at": row["updated_at"]},
+        )
+        with self._write() as conn:
+            conn.execute(stmt)
+
+    def end_attempts(self, stage: str, shas: Iterable[str]) -> None:
+        """Forget the attempts of ``stage`` on documents it has finished with, whatever the outcome."""
+        table = DocumentAttempt.__table__
+        with self._write() as conn:
+            for chunk in _chunks(list(dict.fromkeys(shas))):
+                conn.execute(sa.delete(table).where(table.c.stage == stage, table.c.sha256.in_(chunk)))
 
     # -- preprocess results -----------------------------------------------------------------
 

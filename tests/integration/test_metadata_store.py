@@ -63,7 +63,7 @@ def test_migrate_again_changes_nothing_and_keeps_data(metadata_store):
 
     metadata_store.migrate()
 
-    assert metadata_store.schema_revision() == "0002"
+    assert metadata_store.schema_revision() == "0003"
     assert metadata_store.get_document(sha(1))["source_key"] == "landing/loan-1.pdf"
 
 
@@ -71,6 +71,20 @@ def test_orm_models_match_the_migrated_schema(metadata_store):
     with metadata_store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_document_attempts_count_per_stage_until_the_stage_is_done_with_the_document(metadata_store):
+    for n in (1, 2):
+        metadata_store.register_document(document(n), "run-1")
+    metadata_store.begin_attempt(sha(1), "validate_documents", "run-1")
+    metadata_store.begin_attempt(sha(1), "validate_documents", "run-2")
+    metadata_store.begin_attempt(sha(1), "preprocess_documents", "run-2")
+    metadata_store.begin_attempt(sha(2), "validate_documents", "run-2")
+
+    assert metadata_store.document_attempts("validate_documents", [sha(1), sha(2), sha(3)]) == {sha(1): 2, sha(2): 1}
+    metadata_store.end_attempts("validate_documents", [sha(1), sha(3)])
+    assert metadata_store.document_attempts("validate_documents", [sha(1), sha(2)]) == {sha(2): 1}
+    assert metadata_store.document_attempts("preprocess_documents", [sha(1)]) == {sha(1): 1}
 
 
 def test_register_document_twice_keeps_one_row_and_tracks_last_run(metadata_store):
