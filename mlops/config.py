@@ -28,6 +28,10 @@ from mlops.errors import ConfigError
 ENV_PREFIX = "MLOPS_"
 DEFAULT_CONFIG_FILE = "config/pipeline_config.yaml"
 MiB = 1024 * 1024
+# Measured on the preprocess path (decode, grey, clarity filters, hashes) under RLIMIT_AS: a worker
+# needs about 580 MB of address space for its libraries plus 29-30 bytes per pixel of its page.
+WORKER_BASE_MB = 600
+WORKER_BYTES_PER_PIXEL = 32
 
 
 class ObjectStoreSettings(BaseModel):
@@ -88,12 +92,33 @@ class LimitSettings(BaseModel):
 
     max_file_bytes: int = Field(50 * MiB, gt=0)
     max_pages: int = Field(200, gt=0)
-    max_image_pixels: int = Field(90_000_000, gt=0, description="decompression-bomb limit, per page")
+    max_image_pixels: int = Field(
+        28_000_000, gt=0, description="decompression-bomb limit per page (decoded, or rendered at the highest DPI)"
+    )
     timeout_seconds: float = Field(60.0, gt=0, description="per document, in the worker process")
     worker_memory_mb: int = Field(1536, ge=256, description="address-space cap of a worker process")
+    max_render_dpi: int = Field(
+        300, ge=36, le=600, description="highest DPI any stage renders a PDF page at; validation sizes pages at it"
+    )
+    max_document_attempts: int = Field(
+        3, ge=1, description="a document in a worker when a run died this many times is quarantined as poison"
+    )
     listing_timeout_seconds: float = Field(
         600.0, gt=0, description="the landing listing fails, naming the key it reached, after this long"
     )
+
+    @model_validator(mode="after")
+    def _largest_page_fits_in_a_worker(self) -> LimitSettings:
+        """A page validation accepts must not exhaust the worker that measures or OCRs it later."""
+        needed_mb = WORKER_BASE_MB + self.max_file_bytes // MiB + self.max_image_pixels * WORKER_BYTES_PER_PIXEL // MiB
+        if needed_mb > self.worker_memory_mb:
+            fitting = (self.worker_memory_mb - WORKER_BASE_MB - self.max_file_bytes // MiB) * MiB // WORKER_BYTES_PER_PIXEL
+            raise ValueError(
+                f"pages of limits.max_image_pixels={self.max_image_pixels:,} need workers of about {needed_mb} MB, "
+                f"more than limits.worker_memory_mb={self.worker_memory_mb}: raise worker_memory_mb to "
+                f"{needed_mb} or lower max_image_pixels to {max(fitting, 0):,}"
+            )
+        return self
 
 
 class PreprocessSettings(BaseModel):
@@ -218,6 +243,16 @@ class Settings(BaseSettings):
         yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(_yaml_files())]
         dotenv = _PlatformDotEnv(settings_cls)
         return (init_settings, env_settings, dotenv, *yaml_sources, file_secret_settings)
+
+    @model_validator(mode="after")
+    def _renders_within_the_validated_dpi(self) -> Settings:
+        for key, dpi in (("preprocess.render_dpi", self.preprocess.render_dpi), ("extract.ocr_dpi", self.extract.ocr_dpi)):
+            if dpi > self.limits.max_render_dpi:
+                raise ValueError(
+                    f"{key}={dpi} is above limits.max_render_dpi={self.limits.max_render_dpi}, the DPI validation "
+                    f"sizes pages at: raise limits.max_render_dpi to {dpi} or lower {key}"
+                )
+        return self
 
     @property
     def local_root(self) -> Path:

@@ -37,6 +37,7 @@ class QuarantineReason(StrEnum):
     TOO_MANY_PAGES = "too_many_pages"  # over limits.max_pages
     TIMEOUT = "timeout"  # parsing took longer than limits.timeout_seconds
     RESOURCE_LIMIT = "resource_limit"  # the worker ran out of its memory cap or died
+    POISON = "poison"  # in a worker when a run died, limits.max_document_attempts times
 
 
 class DocumentStatus(StrEnum):

@@ -1,13 +1,17 @@
-"""Quarantine: a rejected document's bytes move next to a machine-readable reason; nothing is deleted."""
+"""Quarantine: a rejected document's bytes move next to a machine-readable reason; nothing is
+deleted. And the guard that keeps one document from killing run after run (``poison``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops.models import DocumentRecord, DocumentStatus, QuarantineReason
+from mlops.workers import WorkerFailure, run_sandboxed
 
 if TYPE_CHECKING:
     from mlops.stages import StageContext
@@ -50,3 +54,75 @@ def quarantine(
     )
     ctx.audit(stage, "quarantined", sha256=doc.sha256, reason=reason.value, detail=detail, key=target)
     return target
+
+
+def run_untrusted(
+    ctx: StageContext,
+    stage: str,
+    function: Callable[[Any], Any],
+    docs: Sequence[DocumentRecord],
+    make_job: Callable[[DocumentRecord], Any],
+    desc: str,
+) -> Iterator[tuple[DocumentRecord, Any]]:
+    """``function`` on each document's job (which has a ``sha256``) in the sandboxed workers;
+    yields (document, result or WorkerFailure) for the caller to record or quarantine.
+
+    A worker's failure is already a verdict; this guards against what kills the run itself (the
+    kernel's OOM killer, a crash in the main process). Each document's attempt is counted in the
+    metadata store just before its job goes to a worker and forgotten once the caller is done
+    with its result, so a run that dies leaves counted exactly the documents it held. The next
+    run takes those first, one at a time with nothing beside them, so a second death is pinned on
+    one document; one counted ``limits.max_document_attempts`` times is not opened again but
+    yielded as ``poison``, and the run goes on.
+    """
+    limit = ctx.settings.limits.max_document_attempts
+    attempts = ctx.metadata.document_attempts(stage, [doc.sha256 for doc in docs])
+    for doc in docs:
+        if attempts.get(doc.sha256, 0) >= limit:
+            detail = f"in a {stage} worker when a run died, {attempts[doc.sha256]} times: not opened again"
+            yield doc, WorkerFailure(QuarantineReason.POISON, detail)
+            ctx.metadata.end_attempts(stage, [doc.sha256])
+    suspects = [doc for doc in docs if 0 < attempts.get(doc.sha256, 0) < limit]
+    fresh = [doc for doc in docs if doc.sha256 not in attempts]
+    yield from _attempt(ctx, stage, function, suspects, make_job, f"{desc} (one at a time)", workers=1)
+    yield from _attempt(ctx, stage, function, fresh, make_job, desc, workers=ctx.settings.workers)
+
+
+def _attempt(
+    ctx: StageContext,
+    stage: str,
+    function: Callable[[Any], Any],
+    docs: Sequence[DocumentRecord],
+    make_job: Callable[[DocumentRecord], Any],
+    desc: str,
+    workers: int,
+) -> Iterator[tuple[DocumentRecord, Any]]:
+    by_sha = {doc.sha256: doc for doc in docs}
+    held: set[str] = set()
+    current = None
+
+    def jobs() -> Iterator[Any]:
+        for doc in docs:
+            job = make_job(doc)
+            ctx.metadata.begin_attempt(doc.sha256, stage, ctx.run_id)
+            held.add(doc.sha256)
+            yield job
+
+    limits = ctx.settings.limits
+    results = run_sandboxed(
+        function, jobs(), total=len(docs), workers=workers,
+        timeout_seconds=limits.timeout_seconds, memory_mb=limits.worker_memory_mb, desc=desc,
+    )
+    try:
+        for job, result in results:
+            current = job.sha256
+            yield by_sha[current], result
+            ctx.metadata.end_attempts(stage, [current])
+            held.discard(current)
+            current = None
+    except BaseException:
+        # The run stops for a reason of its own: the documents in the workers are not to blame
+        # (the one the caller was busy with may be, and stays counted).
+        with suppress(Exception):
+            ctx.metadata.end_attempts(stage, held - {current})
+        raise

@@ -12,7 +12,6 @@ the distance between two different letters printed from one template.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from scipy import ndimage
 
 from mlops.documents import iter_pages
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PageStats, PreprocessRecord
-from mlops.quarantine import quarantine
+from mlops.quarantine import quarantine, run_untrusted
 from mlops.stages import StageContext, batch_count
 from mlops.stages.acquire_documents import acquired_documents
 from mlops.stages.validate_documents import read_document
@@ -44,6 +43,7 @@ class MeasureJob:
     format: DocumentFormat
     data: bytes
     render_dpi: int
+    text_layer_min_chars: int
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,12 @@ def measure(job: MeasureJob) -> Measurement:
     return Measurement(pages=pages, page_hashes=hashes)
 
 
+def measure_document(job: MeasureJob) -> tuple[PreprocessRecord, list[PageStats]]:
+    """The worker's whole job: nothing computed from a document's bytes runs outside the sandbox."""
+    measurement = measure(job)
+    return summarise(job.format, measurement, job.text_layer_min_chars), measurement.pages
+
+
 def summarise(doc_format: DocumentFormat, measurement: Measurement, text_layer_min_chars: int) -> PreprocessRecord:
     pages = measurement.pages
     dpis = [page.dpi for page in pages if page.dpi]
@@ -135,21 +141,23 @@ def link_near_duplicates(
 def run(ctx: StageContext) -> dict[str, Any]:
     documents = {doc.sha256: doc for doc in acquired_documents(ctx)}
     outcomes = ctx.catalog.load_table("validate_documents/outcomes")
-    accepted = [
-        (documents[row["sha256"]], DocumentFormat(row["format"]))
-        for row in outcomes.to_dict("records")
-        if row["accepted"]
-    ]
+    formats = {row["sha256"]: DocumentFormat(row["format"]) for row in outcomes.to_dict("records") if row["accepted"]}
+    accepted = [documents[sha] for sha in formats]
     settings = ctx.settings
-    results = ctx.in_workers(measure, _jobs(ctx, accepted), len(accepted), "preprocess")
+    results = run_untrusted(
+        ctx, STAGE, measure_document, accepted, lambda doc: _job(ctx, doc, formats[doc.sha256]), "preprocess"
+    )
     records, pages, quarantined = [], [], 0
-    for job, result in results:
+    for doc, result in results:
         if isinstance(result, WorkerFailure):
-            quarantine(ctx, STAGE, documents[job.sha256], result.reason, result.detail)
+            quarantine(ctx, STAGE, doc, result.reason, result.detail)
             quarantined += 1
             continue
-        pages.extend(result.pages)
-        records.append(summarise(job.format, result, settings.preprocess.text_layer_min_chars))
+        records.append(result[0])
+        pages.extend(result[1])
+    order = {sha: index for index, sha in enumerate(formats)}  # validation's order, whatever ran first
+    records.sort(key=lambda record: order[record.sha256])
+    pages.sort(key=lambda page: (order[page.sha256], page.page_index))
     records = link_near_duplicates(
         records,
         ctx.metadata.phashes(exclude_run_id=ctx.run_id),
@@ -172,6 +180,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-def _jobs(ctx: StageContext, accepted: list[tuple[DocumentRecord, DocumentFormat]]) -> Iterator[MeasureJob]:
-    for doc, doc_format in accepted:
-        yield MeasureJob(doc.sha256, doc_format, read_document(ctx, doc), ctx.settings.preprocess.render_dpi)
+def _job(ctx: StageContext, doc: DocumentRecord, doc_format: DocumentFormat) -> MeasureJob:
+    settings = ctx.settings.preprocess
+    return MeasureJob(doc.sha256, doc_format, read_document(ctx, doc), settings.render_dpi, settings.text_layer_min_chars)

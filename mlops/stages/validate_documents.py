@@ -2,8 +2,10 @@
 
 Checks the size limit before reading, then opens each document in a sandboxed worker
 (time limit, memory cap): magic bytes against the extension, encryption, page count,
-decompression bombs, and whether every page actually opens. Rejected documents are
-quarantined with a reason from ``QuarantineReason``; the run goes on.
+decompression bombs (pages as rendered at ``limits.max_render_dpi``, the highest DPI of any
+stage), and whether every page actually opens. Rejected documents are quarantined with a reason
+from ``QuarantineReason``, whatever failed on their bytes (see mlops.workers); the run goes on.
+Each outcome is recorded as soon as it is known.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from mlops.documents import InspectJob, inspect_document
 from mlops.errors import ObjectNotFound
 from mlops.models import DocumentRecord, DocumentStatus, QuarantineReason, ValidationOutcome
-from mlops.quarantine import quarantine, quarantine_key
+from mlops.quarantine import quarantine, quarantine_key, run_untrusted
 from mlops.stages import StageContext
 from mlops.stages.acquire_documents import acquired_documents
 from mlops.workers import WorkerFailure
@@ -24,41 +26,33 @@ STAGE = "validate_documents"
 
 def run(ctx: StageContext) -> dict[str, Any]:
     documents = acquired_documents(ctx)
-    outcomes = validate(ctx, documents)
-    by_sha = {doc.sha256: doc for doc in documents}
-    for outcome in outcomes:
-        doc = by_sha[outcome.sha256]
+    outcomes: dict[str, ValidationOutcome] = {}
+    for doc, outcome in validate(ctx, documents):
         if outcome.accepted:
             ctx.metadata.update_document(doc.sha256, status=DocumentStatus.ACCEPTED, format=outcome.format, pages=outcome.pages)
             ctx.audit(STAGE, "accepted", sha256=doc.sha256, format=outcome.format.value, pages=outcome.pages)
         else:
             quarantine(ctx, STAGE, doc, outcome.quarantine_reason, outcome.detail)
-    ctx.catalog.save_table(f"{STAGE}/outcomes", outcomes)
-    accepted = sum(outcome.accepted for outcome in outcomes)
+        outcomes[doc.sha256] = outcome
+    ctx.catalog.save_table(f"{STAGE}/outcomes", [outcomes[doc.sha256] for doc in documents])
+    accepted = sum(outcome.accepted for outcome in outcomes.values())
     return {"validated": len(outcomes), "accepted": accepted, "quarantined": len(outcomes) - accepted}
 
 
-def validate(ctx: StageContext, documents: list[DocumentRecord]) -> list[ValidationOutcome]:
-    limits = ctx.settings.limits
-    too_large = [doc for doc in documents if doc.size_bytes > limits.max_file_bytes]
-    to_open = [doc for doc in documents if doc.size_bytes <= limits.max_file_bytes]
-    outcomes = {
-        doc.sha256: ValidationOutcome(
-            sha256=doc.sha256,
-            accepted=False,
-            quarantine_reason=QuarantineReason.TOO_LARGE,
-            detail=f"{doc.size_bytes:,} bytes, limit {limits.max_file_bytes:,}",
-        )
-        for doc in too_large
-    }
-    results = ctx.in_workers(inspect_document, _jobs(ctx, to_open), len(to_open), "validate")
-    for job, result in results:
-        if isinstance(result, WorkerFailure):
-            result = ValidationOutcome(
-                sha256=job.sha256, accepted=False, quarantine_reason=result.reason, detail=result.detail
-            )
-        outcomes[job.sha256] = result
-    return [outcomes[doc.sha256] for doc in documents]
+def validate(ctx: StageContext, documents: list[DocumentRecord]) -> Iterator[tuple[DocumentRecord, ValidationOutcome]]:
+    """Each document's outcome as soon as it is known (the caller records it before the next)."""
+    max_file_bytes = ctx.settings.limits.max_file_bytes
+    for doc in documents:
+        if doc.size_bytes > max_file_bytes:
+            detail = f"{doc.size_bytes:,} bytes, limit {max_file_bytes:,}"
+            yield doc, _rejection(doc, WorkerFailure(QuarantineReason.TOO_LARGE, detail))
+    to_open = [doc for doc in documents if doc.size_bytes <= max_file_bytes]
+    for doc, result in run_untrusted(ctx, STAGE, inspect_document, to_open, lambda doc: _job(ctx, doc), "validate"):
+        yield doc, _rejection(doc, result) if isinstance(result, WorkerFailure) else result
+
+
+def _rejection(doc: DocumentRecord, failure: WorkerFailure) -> ValidationOutcome:
+    return ValidationOutcome(sha256=doc.sha256, accepted=False, quarantine_reason=failure.reason, detail=failure.detail)
 
 
 def read_document(ctx: StageContext, doc: DocumentRecord) -> bytes:
@@ -69,13 +63,13 @@ def read_document(ctx: StageContext, doc: DocumentRecord) -> bytes:
         return ctx.store.get_bytes(quarantine_key(ctx, doc))
 
 
-def _jobs(ctx: StageContext, documents: list[DocumentRecord]) -> Iterator[InspectJob]:
+def _job(ctx: StageContext, doc: DocumentRecord) -> InspectJob:
     limits = ctx.settings.limits
-    for doc in documents:
-        yield InspectJob(
-            sha256=doc.sha256,
-            filename=doc.original_filename,
-            data=read_document(ctx, doc),
-            max_pages=limits.max_pages,
-            max_image_pixels=limits.max_image_pixels,
-        )
+    return InspectJob(
+        sha256=doc.sha256,
+        filename=doc.original_filename,
+        data=read_document(ctx, doc),
+        max_pages=limits.max_pages,
+        max_image_pixels=limits.max_image_pixels,
+        render_dpi=limits.max_render_dpi,
+    )

@@ -26,7 +26,7 @@ def good_files(corpus, **criteria):
 def measured(corpus, name):
     data = (corpus.directory / name).read_bytes()
     document_format = sniff_format(data)
-    return summarise(document_format, measure(MeasureJob(name, document_format, data, 100)), 40)
+    return summarise(document_format, measure(MeasureJob(name, document_format, data, 100, 40)), 40)
 
 
 def clean_page(corpus):
