@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -79,6 +80,14 @@ def _limit_worker(memory_mb: int) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
+def _exit_with_the_run() -> None:
+    """A worker goes as soon as the process that started it is gone (killed, say), even in the
+    middle of a document, instead of parsing on unwatched."""
+    run = multiprocessing.parent_process()
+    if run is not None:
+        threading.Thread(target=lambda: (run.join(), os._exit(1)), daemon=True).start()
+
+
 def _serve(conn: Connection, function: Callable[[Any], Any], memory_mb: int) -> None:
     """The worker's loop: one job in, one (ok, value) out, until the pipe closes.
 
@@ -87,6 +96,7 @@ def _serve(conn: Connection, function: Callable[[Any], Any], memory_mb: int) -> 
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_the_run()
     _limit_worker(memory_mb)
     conn.send(_READY)
     while True:
