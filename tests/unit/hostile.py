@@ -45,3 +45,25 @@ MISBEHAVIOURS = {
     "unpicklable": _unpicklable,
 }
 
+
+
+PILL = b"%POISON-PILL"
+
+
+def inspect_or_hang_on_pill(job):
+    """inspect_document, except that a document carrying PILL never comes back, as if it had taken
+    the whole run down with it (the worker goes when its run is killed)."""
+    from mlops.documents import inspect_document
+
+    if PILL in job.data:
+        time.sleep(3600)
+    return inspect_document(job)
+
+
+def validate_with_a_pill_that_never_returns(run_id: str) -> None:
+    """The validate stage of ``run_id``, as a run a poison document kills (run it in a subprocess)."""
+    import mlops.stages.validate_documents as stage
+    from mlops.stages import run_stage
+
+    stage.inspect_document = inspect_or_hang_on_pill
+    run_stage("validate_documents", run_id)
