@@ -84,42 +84,30 @@ def run_untrusted(
             ctx.metadata.end_attempts(stage, [doc.sha256])
     suspects = [doc for doc in docs if 0 < attempts.get(doc.sha256, 0) < limit]
     fresh = [doc for doc in docs if doc.sha256 not in attempts]
-    yield from _attempt(ctx, stage, function, suspects, make_job, f"{desc} (one at a time)", workers=1)
-    yield from _attempt(ctx, stage, function, fresh, make_job, desc, workers=ctx.settings.workers)
-
-
-def _attempt(
-    ctx: StageContext,
-    stage: str,
-    function: Callable[[Any], Any],
-    docs: Sequence[DocumentRecord],
-    make_job: Callable[[DocumentRecord], Any],
-    desc: str,
-    workers: int,
-) -> Iterator[tuple[DocumentRecord, Any]]:
     by_sha = {doc.sha256: doc for doc in docs}
     held: set[str] = set()
-    current = None
 
-    def jobs() -> Iterator[Any]:
-        for doc in docs:
+    def jobs(group: Sequence[DocumentRecord]) -> Iterator[Any]:
+        for doc in group:
             job = make_job(doc)
             ctx.metadata.begin_attempt(doc.sha256, stage, ctx.run_id)
             held.add(doc.sha256)
             yield job
 
     limits = ctx.settings.limits
-    results = run_sandboxed(
-        function, jobs(), total=len(docs), workers=workers,
-        timeout_seconds=limits.timeout_seconds, memory_mb=limits.worker_memory_mb, desc=desc,
-    )
+    current = None
     try:
-        for job, result in results:
-            current = job.sha256
-            yield by_sha[current], result
-            ctx.metadata.end_attempts(stage, [current])
-            held.discard(current)
-            current = None
+        for group, workers, label in ((suspects, 1, f"{desc} (one at a time)"), (fresh, ctx.settings.workers, desc)):
+            results = run_sandboxed(
+                function, jobs(group), total=len(group), workers=workers,
+                timeout_seconds=limits.timeout_seconds, memory_mb=limits.worker_memory_mb, desc=label,
+            )
+            for job, result in results:
+                current = job.sha256
+                yield by_sha[current], result
+                ctx.metadata.end_attempts(stage, [current])
+                held.discard(current)
+                current = None
     except BaseException:
         # The run stops for a reason of its own: the documents in the workers are not to blame
         # (the one the caller was busy with may be, and stays counted).
