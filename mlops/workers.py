@@ -10,9 +10,9 @@ a value, ``WorkerFailure``, that the stage turns into a quarantine reason:
   C code, ``os._exit``): ``resource_limit``;
 - no result within the time limit: the worker is killed, ``timeout``.
 
-A killed or dead worker is replaced and the other documents go on. Only a worker that dies
-before it is ready for its first document is our own fault (:class:`WorkerStartError`): no
-document is to blame for that.
+A killed or dead worker is replaced and the other documents go on. Two things are nobody's
+document's fault and stop the run (:class:`WorkerPoolError`): a worker that dies before it is
+ready for its first document, and one terminated from outside (SIGTERM, SIGHUP: a shutdown).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ MAX_DETAIL_CHARS = 500
 _READY = "ready"
 _DIED = object()
 _NOTHING = object()
+_SHUTDOWN_SIGNALS = (-signal.SIGTERM, -signal.SIGHUP)
 
 
 class Rejected(Exception):
@@ -51,9 +52,9 @@ class Rejected(Exception):
         self.detail = detail
 
 
-class WorkerStartError(DependencyMissing):
-    """A worker process died before taking its first document: the environment, not a document,
-    is at fault (an infrastructure error, exit code 4)."""
+class WorkerPoolError(DependencyMissing):
+    """The worker processes failed, not a document: one died before it was ready for its first
+    document, or was terminated from outside (an infrastructure error, exit code 4)."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,9 @@ def _exit_with_the_run() -> None:
 def _serve(conn: Connection, function: Callable[[Any], Any], memory_mb: int) -> None:
     """The worker's loop: one job in, one (ok, value) out, until the pipe closes.
 
-    Ctrl-C and SIGTERM are for the main process: it finishes or releases the documents, and
-    kills its workers itself.
+    Ctrl-C is for the main process: it stops the run and kills its workers itself.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_the_run()
     _limit_worker(memory_mb)
     conn.send(_READY)
@@ -183,9 +182,12 @@ class _Pool:
                 ):
                     self._replace(worker)
             elif message is _DIED:
-                exit_status = _describe_exit(self._replace(worker))
+                exitcode = self._replace(worker)
+                exit_status = _describe_exit(exitcode)
+                if exitcode in _SHUTDOWN_SIGNALS:
+                    raise WorkerPoolError(f"a worker process {exit_status}: terminated from outside, the run stops")
                 if not worker.ready:
-                    raise WorkerStartError(
+                    raise WorkerPoolError(
                         f"a worker process {exit_status} before it was ready for a document. Fix: check "
                         f"that `python -c 'import {self.function.__module__}'` works and that "
                         f"limits.worker_memory_mb ({self.memory_mb}) leaves room for its libraries."
@@ -197,7 +199,7 @@ class _Pool:
             elif time.monotonic() >= worker.deadline:
                 self._replace(worker)
                 if worker.index is None:
-                    raise WorkerStartError(f"a worker process was not ready within {START_SECONDS:g} s")
+                    raise WorkerPoolError(f"a worker process was not ready within {START_SECONDS:g} s")
                 detail = f"no result within {self.timeout_seconds:g} s"
                 finished.append((worker.index, WorkerFailure(QuarantineReason.TIMEOUT, detail)))
         return finished
@@ -243,7 +245,7 @@ def run_sandboxed(
 ) -> Iterator[tuple[Job, Any]]:
     """Yield (job, result) in input order; result is a WorkerFailure when the document failed
     (see the module docstring). Exceptions raised here are ours: reading the jobs, or
-    :class:`WorkerStartError`.
+    :class:`WorkerPoolError`.
 
     A job is pulled from ``jobs`` only when a worker is free to take it, and at most
     ``2 * workers`` jobs are held at once, so a run over thousands of documents never holds

@@ -6,6 +6,7 @@ bad documents: a job is an int (good: doubled) or the name of a misbehaviour.
 
 import ctypes
 import os
+import signal
 import time
 
 
@@ -43,6 +44,7 @@ MISBEHAVIOURS = {
     "balloon": lambda: balloon(None),
     "hang": lambda: hang(None),
     "unpicklable": _unpicklable,
+    "sigterm": lambda: os.kill(os.getpid(), signal.SIGTERM),  # a shutdown, not the document
 }
 
 

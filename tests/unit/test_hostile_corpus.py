@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ from mlops.errors import ConfigError
 from mlops.io.metadata import MetadataStore
 from mlops.io.objects import open_object_store
 from mlops.models import QuarantineReason
-from mlops.stages import run_stage
+from mlops.quarantine import run_untrusted
+from mlops.stages import open_context, run_stage
+from mlops.stages.acquire_documents import acquired_documents
+from mlops.stages.validate_documents import read_document
 from mlops.workers import run_sandboxed
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES, platform_settings
 from tests.unit import hostile, hostile_corpus
@@ -156,3 +160,22 @@ def test_a_document_that_kills_run_after_run_is_poison_and_the_next_run_finishes
     assert metadata.get_document(rows["good.pdf"])["status"] == "accepted"
     assert metadata.document_attempts("validate_documents", rows.values()) == {}
     assert run_stage("preprocess_documents", "run-1", settings=settings)["preprocessed"] == 1
+
+
+def test_a_run_stopped_while_busy_with_a_document_counts_that_one_only(tmp_path):
+    settings = platform_settings(tmp_path, workers=2)
+    store = open_object_store(settings)
+    for title in ("one", "two", "three"):
+        store.put_bytes(f"landing/{title}.pdf", one_page(title=title))
+    run_stage("acquire_documents", "run-1", settings=settings)
+    ctx = open_context("run-1", settings)
+    docs = acquired_documents(ctx)
+
+    results = run_untrusted(ctx, "validate_documents", inspect_document, docs,
+                            lambda doc: replace(job(doc.original_filename, read_document(ctx, doc)), sha256=doc.sha256),
+                            "t")
+    busy_with, _ = next(results)
+    results.close()  # the caller failed (a SIGTERM, say) while recording it
+
+    shas = [doc.sha256 for doc in docs]
+    assert ctx.metadata.document_attempts("validate_documents", shas) == {busy_with.sha256: 1}

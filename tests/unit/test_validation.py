@@ -9,7 +9,7 @@ import pytest
 from mlops.config import load_settings
 from mlops.documents import InspectJob, inspect_document
 from mlops.models import DocumentFormat, QuarantineReason
-from mlops.workers import WorkerStartError, run_sandboxed
+from mlops.workers import WorkerPoolError, run_sandboxed
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES
 from tests.unit import hostile
 
@@ -97,5 +97,11 @@ def test_a_worker_that_cannot_start_is_our_error_not_a_verdict_on_a_document(mon
     vanishing.work.__module__, vanishing.work.__qualname__ = vanishing.__name__, "work"
     monkeypatch.setitem(sys.modules, vanishing.__name__, vanishing)
 
-    with pytest.raises(WorkerStartError, match="before it was ready for a document"):
+    with pytest.raises(WorkerPoolError, match="before it was ready for a document"):
         list(run_sandboxed(vanishing.work, [1], total=1, workers=1, timeout_seconds=5, memory_mb=512, desc="t"))
+
+
+def test_a_worker_terminated_from_outside_stops_the_run_instead_of_blaming_its_document():
+    with pytest.raises(WorkerPoolError, match="SIGTERM"):
+        list(run_sandboxed(hostile.mixed, [1, "sigterm", 2], total=3, workers=1, timeout_seconds=5, memory_mb=512,
+                           desc="t"))
