@@ -12,7 +12,8 @@ import pytest
 
 from mlops.config import load_settings
 from mlops.errors import ObjectNotFound, ObjectStoreError
-from mlops.io.objects import LocalDirStore, ObjectStore, S3Store, open_object_store, open_target
+from mlops.io.objects import LocalDirStore, ObjectStore, S3Store, open_object_store, open_target, validate_key
+from tests.fixtures.hostile_landing import ODD_NAMES, S3_ODD_NAMES, put_as_named
 from tests.fixtures.s3_server import SeaweedS3, free_ports
 
 pytestmark = pytest.mark.integration
@@ -112,6 +113,24 @@ def test_missing_key_raises_object_not_found(store: ObjectStore, tmp_path: Path)
 def test_unsafe_key_is_rejected_by_both_backends(store: ObjectStore) -> None:
     with pytest.raises(ValueError, match=r"\.\./x"):
         store.put_bytes("../x", b"x")
+
+
+def test_odd_names_are_listed_under_safe_keys_and_read_as_stored(store: ObjectStore) -> None:
+    names = S3_ODD_NAMES if isinstance(store, S3Store) else ODD_NAMES
+    contents = {name: f"document {number}".encode() for number, name in enumerate(names)}
+    for name, data in contents.items():
+        put_as_named(store, f"landing/{name}", data)
+    put_as_named(store, "landing/folder-marker/", b"")  # what S3 consoles create for a folder
+
+    listed = list(store.list("landing"))
+
+    assert sorted(info.name for info in listed) == sorted(names.values())
+    shown = {shown: name for name, shown in names.items()}
+    for number, info in enumerate(listed):
+        assert validate_key(info.key) == info.key
+        store.copy(info, f"raw/{number}")
+        assert store.get_bytes(f"raw/{number}") == contents[shown[info.name]]
+    assert "landing/ctl%01%1B.pdf" in {info.key for info in listed}
 
 
 def test_wrong_credentials_fail_with_an_explanation(s3_server: SeaweedS3, s3_store: S3Store) -> None:
