@@ -197,6 +197,15 @@ class BiasSettings(BaseModel):
     min_group_size: int = Field(3, ge=1)
 
 
+class GateSettings(BaseModel):
+    """When a run's verdict fails its runner: the Airflow run (its quality_gate task) and the exit
+    code of ``python -m mlops run``. The report is written first, whatever the verdict."""
+
+    fail_run_on: Literal["failed", "warning", "never"] = Field(
+        "failed", description="fail the run when its verdict is this bad or worse; never: only report it"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of the platform. See .env.example and config/pipeline_config.yaml."""
 
@@ -226,6 +235,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     anomalies: AnomalySettings = AnomalySettings()
     bias: BiasSettings = BiasSettings()
+    gate: GateSettings = GateSettings()
     labels_key: str | None = Field(
         "landing/labels.jsonl", description="ground-truth labels in the object store, for accuracy metrics"
     )

@@ -80,3 +80,37 @@ def test_dotenv_shared_with_compose_keeps_other_services_keys_out(workdir):
     (workdir / ".env").write_text("MLOPS_WORKRS=1\n")
     with pytest.raises(ConfigError, match="MLOPS_WORKRS: unknown setting"):
         load_settings()
+
+
+def test_gate_fail_run_on_defaults_to_failed_and_rejects_other_values(workdir, monkeypatch):
+    assert load_settings().gate.fail_run_on == "failed"
+    monkeypatch.setenv("MLOPS_GATE__FAIL_RUN_ON", "sometimes")
+    with pytest.raises(ConfigError, match="gate.fail_run_on"):
+        load_settings()
+
+
+def _yaml_leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    leaves: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves |= _yaml_leaves(value, f"{prefix}{key}.")
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def test_env_example_documents_every_pipeline_config_key_with_the_same_value():
+    """.env.example and config/pipeline_config.yaml describe one configuration: each key of the
+    YAML file is in .env.example as MLOPS_<SECTION>__<KEY>, with the same value."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    documented = dict(re.findall(r"^# (MLOPS_[A-Z0-9_]+)=(.*)$", (root / ".env.example").read_text(), re.M))
+    config = yaml.safe_load((root / "config" / "pipeline_config.yaml").read_text())
+    for dotted, value in _yaml_leaves(config).items():
+        name = "MLOPS_" + dotted.replace(".", "__").upper()
+        assert name in documented, f"{dotted} is in pipeline_config.yaml but {name} is not in .env.example"
+        assert str(yaml.safe_load(documented[name])) == str(value), f"{name}: {documented[name]} vs {value}"
