@@ -26,3 +26,10 @@ class DatasetNotFound(MlopsError):
 
 class DependencyMissing(MlopsError):
     """A system program the platform needs (e.g. Tesseract) is not installed."""
+
+
+def describe(error: BaseException | None) -> str:
+    """``Type: message`` of an error, for run summaries and logs (a KeyError's message alone is a bare key)."""
+    if error is None:
+        return "unknown error"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from mlops.stages import StageContext
 
 RUN_STATUS = {"PASSED": "success", "WARNING": "warning", "FAILED": "failed"}
+SEVERITY = ("success", "warning", "failed")  # a run's status, from best to worst
+MAX_CRITICAL_NAMED = 3
 
 
 def _optional_json(ctx: StageContext, name: str) -> Any:
@@ -71,22 +73,73 @@ def stage_seconds(ctx: StageContext) -> dict[str, float]:
     return {stage: round(seconds, 3) for stage, seconds in totals.items()}
 
 
-def build_summary(ctx: StageContext) -> dict[str, Any]:
+def verdict(
+    documents: dict[str, int], validation: dict[str, Any] | None, landing_prefix: str
+) -> tuple[str, list[str]]:
+    """The run's status (success / warning / failed) and the sentences that explain it. A gate
+    over no rows proves nothing, so it does not count; finding no documents at all is a WARNING
+    (a mistyped landing prefix looks exactly like that), as is quarantining every new one."""
+    findings: list[tuple[str, str]] = []
+    if documents["seen"] == 0:
+        findings.append(("warning", f"no documents found under landing prefix {landing_prefix!r}"))
+    elif documents["new"] == 0:
+        findings.append(("success", f"no new documents: all {documents['seen']} were processed by earlier runs"))
+    elif documents["accepted"] <= 0 and documents["quarantined"]:
+        findings.append(("warning", f"all {documents['quarantined']} new documents were quarantined"))
+    if validation and validation.get("rows"):
+        findings.append((RUN_STATUS[validation["status"]], _gate_sentence(validation)))
+    status = max((status for status, _ in findings), key=SEVERITY.index, default="success")
+    return status, [reason for _, reason in findings]
+
+
+def _gate_sentence(validation: dict[str, Any]) -> str:
+    thresholds = validation["thresholds"]
+    sentence = (
+        f"quality gate {validation['status']}: score {validation['score']:.2f} over {validation['rows']} documents "
+        f"(PASSED from {thresholds['passed']:g}, WARNING from {thresholds['warning']:g})"
+    )
+    critical = validation.get("critical_failures") or []
+    if critical:
+        more = f" and {len(critical) - MAX_CRITICAL_NAMED} more" if len(critical) > MAX_CRITICAL_NAMED else ""
+        sentence += f"; critical expectations failed: {'; '.join(critical[:MAX_CRITICAL_NAMED])}{more}"
+    return sentence
+
+
+def fails_run(status: str, fail_run_on: str) -> bool:
+    """Whether a run of this status fails its runner under the ``gate.fail_run_on`` setting."""
+    return fail_run_on != "never" and SEVERITY.index(status) >= SEVERITY.index(fail_run_on)
+
+
+def verdict_line(outcome: dict[str, Any]) -> str:
+    """One line for logs, the CLI and the Airflow task: ``FAILED run <id>: <reasons>``."""
+    reasons = "; ".join(outcome.get("status_reasons") or []) or "every check passed"
+    return f"{outcome['status'].upper()} run {outcome['run_id']}: {reasons}"
+
+
+def build_summary(ctx: StageContext, error: dict[str, str] | None = None) -> dict[str, Any]:
+    """``error`` ({"task": ..., "message": ...}): the run stopped there; its status is failed and
+    the summary holds what the stages before it produced."""
     validation = _optional_json(ctx, "validate_extraction/result")
     bias = _optional_json(ctx, "check_bias/result")
     accuracy = _optional_json(ctx, "check_bias/accuracy")
     anomalies = _optional_json(ctx, "detect_anomalies/summary")
     extracted = _optional_parts(ctx, "extract_data")
     run = ctx.metadata.get_run(ctx.run_id) or {}
-    gate = validation["status"] if validation else None
+    documents = document_counts(ctx)
+    status, reasons = verdict(documents, validation, ctx.settings.prefixes.landing)
+    if error:
+        status, reasons = "failed", [f"task {error['task']} failed: {error['message']}", *reasons]
     return {
         "run_id": ctx.run_id,
-        "status": RUN_STATUS.get(gate, "success"),
+        "status": status,
+        "status_reasons": reasons,
+        "error": error,
         "started_at": (run.get("started_at") or datetime.now(UTC)).isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "pipeline_version": ctx.settings.pipeline_version,
         "settings_fingerprint": ctx.settings.fingerprint(),
-        "documents": document_counts(ctx),
+        "landing_prefix": ctx.settings.prefixes.landing,
+        "documents": documents,
         "quarantine_reasons": dict(Counter(event["reason"] for event in quarantine_events(ctx).values())),
         "extraction": {
             "documents": len(extracted),
@@ -99,6 +152,7 @@ def build_summary(ctx: StageContext) -> dict[str, Any]:
         "validation": {
             "score": validation["score"],
             "status": validation["status"],
+            "rows": validation.get("rows"),
             "thresholds": {"passed": validation["thresholds"]["passed"], "warning": validation["thresholds"]["warning"]},
             "data_docs": validation.get("data_docs"),
             "critical_failures": validation.get("critical_failures", []),

@@ -69,6 +69,8 @@ class RunSummary(BaseModel):
 
     run_id: str
     status: str
+    status_reasons: list[str] = []  # the sentences behind the status (gate verdict, no documents, error)
+    error: dict[str, str] | None = None  # {task, message} of the task a failed run stopped at
     started_at: datetime
     finished_at: datetime
     documents: DocumentCounts
@@ -124,6 +126,7 @@ def _header(summary: dict[str, Any]) -> dict[str, Any]:
         "started_at": started or "-",
         "finished_at": finished or "-",
         "duration": _duration(started, finished),
+        "reasons": summary.get("status_reasons") or [],
     }
 
 

@@ -1,5 +1,8 @@
 """generate_reports: ``run_summary.json`` and ``report.html`` under ``reports/<run_id>/``, copied
-to ``reports/latest/``; the run is closed in the metadata store with its status and counts."""
+to ``reports/latest/``; the run is closed in the metadata store with its status and counts.
+
+A run that stops on a failed task is published too (:func:`publish_failure`, called by the
+runners), so ``reports/latest/`` never keeps showing an older run."""
 
 from __future__ import annotations
 
@@ -17,7 +20,18 @@ MAX_FINDINGS_SHOWN = 500
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    summary = build_summary(ctx)
+    return publish(ctx, build_summary(ctx))
+
+
+def publish_failure(ctx: StageContext, task: str, message: str) -> dict[str, Any]:
+    """Publish the summary and report of a run that stopped because ``task`` failed."""
+    if ctx.metadata.get_run(ctx.run_id) is None:
+        ctx.metadata.start_run(ctx.run_id, ctx.settings.fingerprint(), ctx.settings.pipeline_version)
+    return publish(ctx, build_summary(ctx, error={"task": task, "message": message}))
+
+
+def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write the run's summary and report, under its run id and as ``latest``; close the run."""
     problems = summary_problems(summary)
     if problems:
         raise ValueError(f"run_summary.json of run {ctx.run_id} is malformed: {'; '.join(problems)}")
@@ -30,7 +44,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.store.put_bytes(f"{reports}/{folder}/report.html", html.encode(), content_type="text/html")
     ctx.metadata.finish_run(ctx.run_id, FINAL_STATUS[summary["status"]], summary["documents"])
     return {
+        "run_id": ctx.run_id,
         "status": summary["status"],
+        "status_reasons": summary["status_reasons"],
         "summary": ctx.store.uri(f"{reports}/{ctx.run_id}/run_summary.json"),
         "report": ctx.store.uri(f"{reports}/{ctx.run_id}/report.html"),
     }
