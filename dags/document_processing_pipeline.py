@@ -8,13 +8,19 @@ TIFF) into validated structured data, once a day or when triggered:
 mapped task per batch of documents) → `validate_extraction` (Great Expectations gate) →
 `detect_anomalies` → `check_bias` (fairlearn) → `store_results` → `generate_reports`.
 
-**Params** (trigger form): `landing_prefix`, `max_documents` (0 = all), `reprocess`.
+Then `quality_gate` turns the run's verdict into the run's state: **failed** when the verdict
+is FAILED (setting `gate.fail_run_on`: failed | warning | never), **skipped** on a WARNING, so
+the run's colour tells the truth. Its log line says why and where the report is.
+
+**Params** (trigger form, checked before the run starts): `landing_prefix` (empty: the
+configured one; a relative prefix without `..`), `max_documents` (0 = all), `reprocess`.
 
 **Outputs**: `reports/<run_id>/report.html` and `run_summary.json` in the object store
-(`reports/latest/` is the newest); quarantined documents under `quarantine/<sha256>/` next to
-`reason.json`. Bad documents never fail a run; a failed task is an infrastructure fault,
-retried with exponential backoff. Every task is idempotent for its run, so *Clear* re-runs it
-safely. Stage logic lives in the `mlops` package; this file only wires it.
+(`reports/latest/` is the newest, failed runs included); quarantined documents under
+`quarantine/<sha256>/` next to `reason.json`. Bad documents never fail a run; a failed task is
+an infrastructure fault, retried with exponential backoff, except configuration errors, which
+fail at once naming where the value came from. Every task is idempotent for its run, so *Clear*
+re-runs it safely. Stage logic lives in the `mlops` package; this file only wires it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ STAGE_DOCS = {
     "store_results": "Extractions, findings and metrics into the metadata store; mark documents processed.",
     "generate_reports": "run_summary.json and report.html under reports/<run_id>/ and reports/latest/.",
 }
+# Relative segments of letters, digits, . _ -; none starting with a dot, no "..": not "/" or "../x".
+LANDING_PREFIX_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*/?$"
 
 
 def _record_failure(context):
@@ -47,6 +55,19 @@ def _record_retry(context):
     from mlops.orchestration import record_task_retry
 
     record_task_retry(context)
+
+
+@task(
+    task_id="quality_gate",
+    retries=0,
+    on_failure_callback=None,  # the report is written already: a failed gate is not a failed task
+    on_retry_callback=None,
+    doc_md="Fails the run on a FAILED verdict (gate.fail_run_on), skipped on a WARNING; logs why.",
+)
+def quality_gate(outcome: dict):
+    from mlops.orchestration import enforce_verdict
+
+    enforce_verdict(outcome)
 
 
 def _stage_task(stage: str, **task_options):
@@ -77,13 +98,20 @@ def _stage_task(stage: str, **task_options):
         "on_retry_callback": _record_retry,
     },
     params={
-        "landing_prefix": Param("landing", type="string", minLength=1, description="Object-store prefix to take documents from."),
+        "landing_prefix": Param(
+            None,
+            type=["null", "string"],
+            pattern=LANDING_PREFIX_PATTERN,
+            maxLength=256,
+            description="Object-store prefix to take documents from, e.g. landing/2026-01 (empty: prefixes.landing).",
+        ),
         "max_documents": Param(0, type="integer", minimum=0, description="Take at most this many new documents (0 = all)."),
         "reprocess": Param(False, type="boolean", description="Process documents again even if this pipeline version did."),
     },
 )
 def document_processing_pipeline():
     batches = _stage_task("preprocess_documents")()
+    reports = _stage_task("generate_reports")()
     chain(
         _stage_task("acquire_documents")(),
         _stage_task("validate_documents")(),
@@ -93,8 +121,9 @@ def document_processing_pipeline():
         _stage_task("detect_anomalies")(),
         _stage_task("check_bias")(),
         _stage_task("store_results")(),
-        _stage_task("generate_reports")(),
+        reports,
     )
+    quality_gate(reports)
 
 
 document_processing_pipeline()

@@ -7,14 +7,25 @@ imported inside task bodies so the DAG file itself parses fast.
 from __future__ import annotations
 
 import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from mlops.config import get_settings, load_settings
-from mlops.stages import normalise_run_id, open_context, run_stage
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ValidationError
+
+from mlops.config import ENV_PREFIX, PrefixSettings, Settings, _yaml_files, get_settings
+from mlops.errors import ConfigError, describe
+from mlops.run_summary import fails_run, verdict_line
+from mlops.stages import StageContext, normalise_run_id, open_context, run_stage
 
 log = logging.getLogger("mlops.orchestration")
 # The XCom a task returns is its summary, except where a mapped task expands over one of its values.
 MAPPED_OVER = {"preprocess_documents": "batches"}
+SETTING_AT_LINE_START = re.compile(r"^\s*([a-z_]+(?:\.[a-z_]+)*):", re.MULTILINE)
 
 
 def allow_child_processes() -> None:
@@ -47,36 +58,127 @@ def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> d
     """Run ``stage`` for the DAG run in ``context`` with the trigger form's params."""
     allow_child_processes()
     params = context.get("params") or {}
-    landing_prefix = params.get("landing_prefix")
-    settings = load_settings(prefixes={"landing": landing_prefix}) if landing_prefix else get_settings()
     logical_date = context.get("logical_date") or context["dag_run"].run_after
-    summary = run_stage(
-        stage,
-        context["run_id"],
-        batch=batch,
-        settings=settings,
-        reprocess=bool(params.get("reprocess", False)),
-        max_documents=params.get("max_documents") or None,
-        as_of=logical_date.date(),
-    )
+    with config_errors_fail_at_once():
+        summary = run_stage(
+            stage,
+            context["run_id"],
+            batch=batch,
+            settings=task_settings(params),
+            reprocess=bool(params.get("reprocess", False)),
+            max_documents=params.get("max_documents") or None,
+            as_of=logical_date.date(),
+        )
     return summary[MAPPED_OVER[stage]] if stage in MAPPED_OVER else summary
 
 
+def enforce_verdict(outcome: dict[str, Any]) -> None:
+    """The quality_gate task, after generate_reports has written the report: fail the Airflow run
+    when its verdict is at least as bad as ``gate.fail_run_on`` (never retried: a verdict does not
+    change on a retry), else mark the task skipped when the verdict is not a success, so a
+    WARNING stands out in the grid while the run stays green."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    with config_errors_fail_at_once():
+        fail_run_on = get_settings().gate.fail_run_on
+    line = f"{verdict_line(outcome)} | report: {outcome['report']}"
+    if fails_run(outcome["status"], fail_run_on):
+        raise AirflowFailException(f"{line} (the run fails on a {fail_run_on} verdict: gate.fail_run_on)")
+    if outcome["status"] != "success":
+        raise AirflowSkipException(line)
+    log.info(line)
+
+
+def task_settings(params: dict[str, Any]) -> Settings:
+    """The settings with the trigger form's landing prefix, if one was given."""
+    settings = get_settings()
+    prefix = params.get("landing_prefix")
+    if not prefix:
+        return settings
+    try:
+        prefixes = PrefixSettings.model_validate(settings.prefixes.model_dump() | {"landing": prefix})
+    except ValidationError as error:
+        problem = error.errors()[0]["msg"]
+        raise ConfigError(f"trigger-form param landing_prefix={prefix!r}: {problem}. Fix: trigger again with "
+                          "a prefix such as 'landing' or 'landing/2026-01'") from None  # fmt: skip
+    return settings.model_copy(update={"prefixes": prefixes})
+
+
+@contextmanager
+def config_errors_fail_at_once() -> Iterator[None]:
+    """A configuration error fails the task without retries (a retry reads the same values), with
+    where each named setting's value came from."""
+    try:
+        yield
+    except ConfigError as error:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        sources = [f"{key} from {setting_source(key)}" for key in named_settings(str(error))]
+        origin = f"\nvalues: {'; '.join(sources)}" if sources else ""
+        raise AirflowFailException(f"configuration error (not retried): {error}{origin}") from error
+
+
+def named_settings(message: str) -> list[str]:
+    """The Settings keys a ConfigError names at the start of its lines ("extract.model_version: ...")."""
+    return [key for key in dict.fromkeys(SETTING_AT_LINE_START.findall(message)) if _is_setting(key)]
+
+
+def _is_setting(dotted: str) -> bool:
+    model: type[BaseModel] = Settings
+    *sections, leaf = dotted.split(".")
+    for section in sections:
+        annotation = getattr(model.model_fields.get(section), "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return False
+        model = annotation
+    return leaf in model.model_fields
+
+
+def setting_source(dotted: str) -> str:
+    """Where a setting's value comes from, in the Settings' precedence: env, .env, YAML, default."""
+    env_name = ENV_PREFIX + dotted.replace(".", "__").upper()
+    if env_name in {name.upper() for name in os.environ}:
+        return f"environment variable {env_name}"
+    if env_name in {name.upper() for name in dotenv_values(".env")}:
+        return f"{env_name} in .env"
+    for path in reversed(_yaml_files()):
+        node: Any = yaml.safe_load(path.read_text()) or {}
+        for part in dotted.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is not KeyError:
+            return f"`{dotted}` in {path}"
+    return "its default"
+
+
 def record_task_failure(context: dict[str, Any]) -> None:
-    """on_failure_callback: an audit event for the failed task; the run is marked failed."""
-    _record_task_event(context, "task_failed", close_run=True)
+    """on_failure_callback: an audit event for the failed task, then the run's summary and report
+    with the error and status failed (so reports/latest does not keep showing an older run)."""
+    from mlops.stages.generate_reports import publish_failure
+
+    ctx = _record_task_event(context, "task_failed")
+    if ctx is None:
+        return
+    try:
+        published = publish_failure(ctx, context["task_instance"].task_id, describe(context.get("exception")))
+        log.error("%s | report: %s", verdict_line(published), published["report"])
+    except Exception:
+        log.exception("could not publish the failed run %s", ctx.run_id)
 
 
 def record_task_retry(context: dict[str, Any]) -> None:
     """on_retry_callback: an audit event for the attempt that failed; Airflow retries it."""
-    _record_task_event(context, "task_retried", close_run=False)
+    _record_task_event(context, "task_retried")
 
 
-def _record_task_event(context: dict[str, Any], event: str, close_run: bool) -> None:
+def _record_task_event(context: dict[str, Any], event: str) -> StageContext | None:
     """Never raises: a callback that fails would hide the task's own error."""
     try:
+        try:
+            settings = task_settings(context.get("params") or {})
+        except ConfigError:
+            settings = get_settings()  # the trigger form's value was the error: report where the config says
         task_instance = context["task_instance"]
-        ctx = open_context(context["run_id"])
+        ctx = open_context(context["run_id"], settings)
         ctx.audit(
             task_instance.task_id,
             event,
@@ -84,7 +186,7 @@ def _record_task_event(context: dict[str, Any], event: str, close_run: bool) -> 
             try_number=task_instance.try_number,
             map_index=getattr(task_instance, "map_index", -1),
         )
-        if close_run and ctx.metadata.get_run(ctx.run_id):
-            ctx.metadata.finish_run(ctx.run_id, "failed", {})
+        return ctx
     except Exception:
         log.exception("could not record %s for run %s", event, normalise_run_id(context.get("run_id", "?")))
+        return None

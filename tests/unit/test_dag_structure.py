@@ -1,6 +1,7 @@
 """The DAG ops engineers see: it imports cleanly and fast, has the nine tasks in order, and
 the schedule, retries, params and docs the UI shows."""
 
+import copy
 import itertools
 import subprocess
 import sys
@@ -8,10 +9,12 @@ import time
 from datetime import timedelta
 
 import pytest
+from airflow.sdk.exceptions import ParamValidationError
 
 from mlops.stages import STAGE_NAMES
 
 DAG_ID = "document_processing_pipeline"
+GATE = "quality_gate"
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +26,26 @@ def dag():
     return bag.dags[DAG_ID]
 
 
-def test_nine_tasks_in_pipeline_order(dag):
-    assert set(dag.task_ids) == set(STAGE_NAMES)
-    for upstream, downstream in itertools.pairwise(STAGE_NAMES):
+def test_nine_tasks_in_pipeline_order_then_the_quality_gate(dag):
+    assert set(dag.task_ids) == {*STAGE_NAMES, GATE}
+    for upstream, downstream in itertools.pairwise([*STAGE_NAMES, GATE]):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
+
+
+def test_quality_gate_is_never_retried_and_leaves_the_report_alone(dag):
+    """A verdict does not change on a retry; its failure must not overwrite the report it judges."""
+    gate = dag.get_task(GATE)
+    assert gate.retries == 0
+    assert not gate.on_failure_callback and not gate.on_retry_callback
+    assert gate.doc_md
 
 
 def test_daily_without_catchup_with_backoff_retries_and_timeouts(dag):
     assert dag.schedule == "@daily"
     assert dag.catchup is False
     for task in dag.tasks:
+        if task.task_id == GATE:
+            continue
         assert task.retries >= 2
         assert task.retry_exponential_backoff
         assert task.execution_timeout and task.execution_timeout <= timedelta(hours=4)
@@ -48,7 +61,29 @@ def test_extraction_fans_out_over_batches(dag):
 def test_trigger_form_params_and_docs(dag):
     assert set(dag.params) == {"landing_prefix", "max_documents", "reprocess"}
     assert dag.params["reprocess"] is False
-    assert "quarantine" in dag.doc_md
+    assert dag.params["landing_prefix"] is None  # the configured prefixes.landing
+    assert "quarantine" in dag.doc_md and "gate.fail_run_on" in dag.doc_md
+
+
+@pytest.mark.parametrize("prefix", ["landing", "landing/2026-01", "landing/2026-01/", "in_box-2.b", None])
+def test_trigger_form_accepts_relative_prefixes(dag, prefix):
+    params = copy.deepcopy(dag.params)
+    params["landing_prefix"] = prefix
+    assert params["landing_prefix"] == prefix
+
+
+@pytest.mark.parametrize("prefix", ["/", "", "/landing", "../landing", "landing/../raw", "a//b", ".hidden", "a b"])
+def test_trigger_form_refuses_a_bad_prefix_before_the_run_starts(dag, prefix):
+    params = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError, match="landing_prefix"):
+        params["landing_prefix"] = prefix
+
+
+@pytest.mark.parametrize(("name", "value"), [("max_documents", -1), ("max_documents", "ten"), ("reprocess", "yes")])
+def test_trigger_form_refuses_values_of_the_wrong_kind(dag, name, value):
+    params = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError, match=name):
+        params[name] = value
 
 
 def test_dag_file_imports_fast_without_the_platform():
