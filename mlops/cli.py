@@ -2,7 +2,8 @@
 
 Exit codes scripts can rely on: 0 success, 1 unexpected error (a bug: see the traceback),
 2 usage error, 3 configuration error, 4 infrastructure error (object store, database,
-missing system program: retry or fix the service).
+missing system program: retry or fix the service), 5 the run finished but its verdict fails it
+(``run``: FAILED, or WARNING too, per the setting ``gate.fail_run_on``; its report is written).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import click
 
 EXIT_CONFIG = 3
 EXIT_INFRASTRUCTURE = 4
+EXIT_VERDICT = 5
 
 
 def _fail(code: int, message: str) -> None:
@@ -134,13 +136,22 @@ def evaluate_extractor() -> None:
 @click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
 @click.option("--max-documents", type=click.IntRange(min=1), help="Take at most this many new landing objects.")
 def run_pipeline(run_id: str | None, reprocess: bool, max_documents: int | None) -> None:
-    """Run every stage in order for one run and print its summary."""
+    """Run every stage in order for one run; print its verdict (first line), then its summary.
+
+    Exits 5 when the verdict fails the run (gate.fail_run_on, default: a FAILED verdict), so cron
+    and CI see it; MLOPS_GATE__FAIL_RUN_ON=never only reports it.
+    """
+    from mlops.config import get_settings
     from mlops.pipeline import run_all
+    from mlops.run_summary import fails_run, verdict_line
 
     run_id = run_id or datetime.now(UTC).strftime("cli__%Y%m%dT%H%M%SZ")
     summary = run_all(run_id, reprocess=reprocess, max_documents=max_documents)
+    click.echo(verdict_line(summary))
     click.echo(json.dumps(summary, indent=2, default=str))
     click.echo(f"report: {summary['report']}", err=True)
+    if fails_run(summary["status"], get_settings().gate.fail_run_on):
+        sys.exit(EXIT_VERDICT)
 
 
 @cli.command("stage")
