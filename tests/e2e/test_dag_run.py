@@ -1,9 +1,14 @@
 """The real DAG, run with `airflow dags test` as `make demo` does, on the sample corpus: on the
 embedded default (local directory + SQLite) and on a real S3 server + real Postgres; and on
-documents of layouts the trained extractor never saw, which its quality gate must refuse."""
+documents of layouts the trained extractor never saw, which its quality gate must refuse.
+
+The Airflow run's state tells the truth: a FAILED verdict fails the run after its report is
+written, a WARNING skips the quality_gate task, a configuration error fails at once (no retry)
+and still publishes the failed run's report, and a bad trigger-form value never starts a run."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +26,8 @@ from tests.conftest import REPO
 from tests.fixtures.platform import platform_settings
 
 pytestmark = pytest.mark.e2e
+DAG_ID = "document_processing_pipeline"
+GATE = "quality_gate"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 MIN_FIELD_ACCURACY = 0.75
 
@@ -51,16 +58,45 @@ def airflow_db():
     subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, cwd=REPO)
 
 
-def dags_test(settings, conf: dict | None = None) -> dict:
-    env = {**os.environ, **settings_env(settings)}
-    command = [AIRFLOW, "dags", "test", "document_processing_pipeline"]
+def airflow_dags_test(settings, conf: dict | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [AIRFLOW, "dags", "test", DAG_ID]
     if conf:
         command += ["--conf", json.dumps(conf)]
-    result = subprocess.run(command, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "state=success" in result.stdout + result.stderr
+    env = {**os.environ, **settings_env(settings), **(env or {})}
+    return subprocess.run(command, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def dags_test(settings, conf: dict | None = None, env: dict | None = None, state: str | None = "success") -> dict:
+    """One DAG run; checks it ended in ``state`` (None: either) and returns reports/latest/run_summary.json."""
+    result = airflow_dags_test(settings, conf, env)
+    output = result.stdout + result.stderr
+    ended = re.search(r"DagRun Finished: .*? state=(\w+)", output)
+    assert ended, output[-3000:]
+    assert state in (None, ended.group(1)), output[-6000:]
+    assert result.returncode == (0 if ended.group(1) == "success" else 1), output[-3000:]
     store = open_object_store(settings)
     return json.loads(store.get_bytes(f"{settings.prefixes.reports}/latest/run_summary.json"))
+
+
+def last_run_states() -> tuple[str, dict[str, tuple[str, int]]]:
+    """The state of the DAG's latest run and (state, try number) of each of its tasks, from
+    Airflow's own database (the one `airflow dags test` used)."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == DAG_ID).order_by(DagRun.id.desc()).first()
+        tasks = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances(session=session)}
+        return run.state, tasks
+
+
+def assert_run_state_tells_the_verdict(summary: dict) -> None:
+    """Default gate.fail_run_on (failed): FAILED fails the run at quality_gate, WARNING skips it."""
+    state, tasks = last_run_states()
+    gate_state = {"success": "success", "warning": "skipped", "failed": "failed"}[summary["status"]]
+    assert tasks["generate_reports"][0] == "success", tasks
+    assert tasks[GATE] == (gate_state, 1), tasks
+    assert state == ("failed" if summary["status"] == "failed" else "success"), (state, summary["status_reasons"])
 
 
 def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_settings):
@@ -70,8 +106,9 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
     expected_quarantine = {name: label["expected_quarantine_reason"] for name, label in corpus.labels.items()
                            if label["expected_quarantine_reason"]}
 
-    first = dags_test(settings)
+    first = dags_test(settings, state=None)  # the sample corpus's verdict follows the extractor's quality
 
+    assert_run_state_tells_the_verdict(first)
     documents = first["documents"]
     assert documents["seen"] == len(corpus.labels)
     assert documents["quarantined"] == len(expected_quarantine)
@@ -97,6 +134,8 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
 
     second = dags_test(settings, conf={"reprocess": False})
     assert second["run_id"] != first["run_id"]
+    assert second["status"] == "success"  # nothing new is no verdict to fail on
+    assert second["status_reasons"] == [f"no new documents: all {len(corpus.labels)} were processed by earlier runs"]
     assert second["documents"]["skipped"] == second["documents"]["seen"] == len(corpus.labels)
     assert second["documents"]["new"] == second["extraction"]["documents"] == 0
     assert len(metadata.extractions(second["run_id"])) == 0
@@ -107,7 +146,7 @@ def test_a_failing_task_leaves_an_audit_event(airflow_db, tmp_path):
     retry callback writes the error to the platform's audit log."""
     settings = platform_settings(tmp_path)
     env = {**os.environ, **settings_env(settings)}
-    command = [AIRFLOW, "tasks", "test", "document_processing_pipeline", "validate_documents", "2026-01-01"]
+    command = [AIRFLOW, "tasks", "test", DAG_ID, "validate_documents", "2026-01-01"]
     result = subprocess.run(command, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert "up_for_retry" in result.stdout + result.stderr
 
@@ -182,20 +221,26 @@ def unknown_layout_documents() -> dict[str, bytes]:
 def test_documents_of_unknown_layouts_fail_the_quality_gate(airflow_db, tmp_path):
     """Documents of layouts the models never saw go through the whole DAG (none is bad input),
     and the run's quality gate says FAILED, naming the critical expectations that failed, instead
-    of passing on whatever the extractor guessed."""
+    of passing on whatever the extractor guessed; the Airflow run fails at quality_gate, after
+    generate_reports has written the report, and is not retried."""
     settings = platform_settings(tmp_path)
     store = open_object_store(settings)
     documents = unknown_layout_documents()
     for name, data in documents.items():
         store.put_bytes(f"landing/{name}", data)
 
-    summary = dags_test(settings)
+    summary = dags_test(settings, state="failed")
 
+    _, tasks = last_run_states()
+    assert tasks["generate_reports"] == ("success", 1) and tasks[GATE] == ("failed", 1), tasks
     assert summary["documents"]["accepted"] == summary["extraction"]["documents"] == len(documents)
     assert summary["documents"]["quarantined"] == 0
     assert summary["validation"]["status"] == "FAILED"
     assert KNOWN_TYPE_EXPECTATION in summary["validation"]["critical_failures"], summary["validation"]
     assert summary["status"] == "failed"
+    assert summary["status_reasons"][0].startswith("quality gate FAILED: score ")
+    report = store.get_bytes(f"{settings.prefixes.reports}/{summary['run_id']}/report.html").decode()
+    assert summary["status_reasons"][0].split(";")[0] in report
     metadata = MetadataStore.from_settings(settings)
     run = metadata.get_run(summary["run_id"])
     assert run["status"] == FINAL_STATUS["failed"] and run["finished_at"]
@@ -204,3 +249,64 @@ def test_documents_of_unknown_layouts_fail_the_quality_gate(airflow_db, tmp_path
     # the extractor admits it does not know them (at most a couple typed as a loan document)
     assert sum(row["doc_type"] in (None, "unknown") for row in rows) >= len(documents) - 2, rows
     assert not any(row["validation_pass"] for row in rows if row["doc_type"] in (None, "unknown"))
+
+
+def test_a_mistyped_landing_prefix_is_a_warning_that_names_it(airflow_db, tmp_path, corpus):
+    """Documents under landing/, the run triggered with landng: not a green PASSED over nothing but
+    a WARNING naming the prefix, the quality_gate task skipped (and the run failed when WARNING
+    is set to fail it)."""
+    settings = platform_settings(tmp_path)
+    corpus.upload(open_object_store(settings))
+
+    summary = dags_test(settings, conf={"landing_prefix": "landng"})
+
+    assert summary["status"] == "warning"
+    assert summary["status_reasons"] == ["no documents found under landing prefix 'landng'"]
+    assert summary["landing_prefix"] == "landng"
+    assert last_run_states()[1][GATE] == ("skipped", 1)
+
+    strict = dags_test(settings, conf={"landing_prefix": "landng"}, env={"MLOPS_GATE__FAIL_RUN_ON": "warning"},
+                       state="failed")  # fmt: skip
+    assert strict["status"] == "warning" and strict["run_id"] != summary["run_id"]
+    assert last_run_states()[1][GATE] == ("failed", 1)
+
+
+def test_a_bad_trigger_form_value_never_starts_a_run(airflow_db, tmp_path):
+    settings = platform_settings(tmp_path)
+    result = airflow_dags_test(settings, conf={"landing_prefix": "/"})
+    assert result.returncode != 0
+    assert "Invalid input for param landing_prefix" in result.stdout + result.stderr
+    metadata = MetadataStore.from_settings(settings)
+    metadata.migrate()  # (no task ran to create the platform's tables)
+    assert metadata.events() == []
+
+
+def test_a_config_error_fails_at_once_and_the_failed_run_still_reports(airflow_db, tmp_path):
+    """A missing model version is a configuration error: extract_data fails on its first try (no
+    retry, no backoff), naming where the value came from, and the failed run publishes its summary
+    and report as latest, replacing the older run's."""
+    settings = platform_settings(tmp_path)
+    store = open_object_store(settings)
+    for name, data in list(unknown_layout_documents().items())[:2]:
+        store.put_bytes(f"landing/{name}", data)
+    reports = settings.prefixes.reports
+    store.put_bytes(f"{reports}/latest/run_summary.json", json.dumps({"run_id": "an_older_run"}).encode())
+
+    summary = dags_test(settings, env={"MLOPS_EXTRACT__MODEL_VERSION": "v404"}, state="failed")
+
+    _, tasks = last_run_states()
+    assert tasks["extract_data"] == ("failed", 1), tasks
+    assert tasks["generate_reports"][0] == tasks[GATE][0] == "upstream_failed", tasks
+    assert summary["run_id"] != "an_older_run" and summary["status"] == "failed"
+    assert summary["error"]["task"] == "extract_data"
+    message = summary["error"]["message"]
+    assert "configuration error (not retried): extract.model_version: no trained extractor" in message
+    assert "extract.model_version from environment variable MLOPS_EXTRACT__MODEL_VERSION" in message
+    assert summary["documents"]["accepted"] == 2  # what the stages before it did
+    report = store.get_bytes(f"{reports}/{summary['run_id']}/report.html").decode()
+    assert "task extract_data failed" in report
+    metadata = MetadataStore.from_settings(settings)
+    assert [event["event"] for event in metadata.events(summary["run_id"]) if event["event"].startswith("task_")] == [
+        "task_failed"
+    ]
+    assert metadata.get_run(summary["run_id"])["status"] == FINAL_STATUS["failed"]
