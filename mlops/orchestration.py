@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import yaml
@@ -162,7 +162,9 @@ def record_task_failure(context: dict[str, Any]) -> None:
         published = publish_failure(ctx, context["task_instance"].task_id, describe(context.get("exception")))
         log.error("%s | report: %s", verdict_line(published), published["report"])
     except Exception:
-        log.exception("could not publish the failed run %s", ctx.run_id)
+        log.exception("could not publish the failed run %s; closing it as failed", ctx.run_id)
+        with suppress(Exception):
+            ctx.metadata.finish_run(ctx.run_id, "failed", {})
 
 
 def record_task_retry(context: dict[str, Any]) -> None:
