@@ -171,11 +171,13 @@ def stage(name: str, run_id: str, batch: int | None, reprocess: bool) -> None:
 
 @cli.command("summary")
 @click.option("--run-id", default="latest", show_default=True, help="Which run's report.")
-def summary(run_id: str) -> None:
-    """Print a run's run_summary.json and where its HTML report is."""
+@click.option("--json", "as_json", is_flag=True, help="Print the whole run_summary.json after the verdict.")
+def summary(run_id: str, as_json: bool) -> None:
+    """Print a run's verdict (first line), its document counts and where its report is."""
     from mlops.config import get_settings
     from mlops.errors import DatasetNotFound, ObjectNotFound
     from mlops.io.objects import open_object_store
+    from mlops.run_summary import verdict_line
 
     settings = get_settings()
     store = open_object_store(settings)
@@ -184,12 +186,13 @@ def summary(run_id: str) -> None:
         body = json.loads(store.get_bytes(f"{folder}/run_summary.json"))
     except ObjectNotFound:
         raise DatasetNotFound(f"no report for run {run_id!r} at {store.uri(folder)}; run the pipeline first") from None
-    documents, validation = body["documents"], body.get("validation") or {}
-    click.echo(json.dumps(body, indent=2))
+    documents = body["documents"]
+    click.echo(verdict_line(body))
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
     click.echo(
-        f"\nrun {body['run_id']}: {body['status']} | seen {documents['seen']}, new {documents['new']}, "
-        f"skipped {documents['skipped']}, accepted {documents['accepted']}, quarantined {documents['quarantined']}, "
-        f"duplicates {documents['duplicates']} | validation {validation.get('status', 'not run')}"
+        f"documents: seen {documents['seen']}, new {documents['new']}, skipped {documents['skipped']}, "
+        f"accepted {documents['accepted']}, quarantined {documents['quarantined']}, duplicates {documents['duplicates']}"
     )
     click.echo(f"report:  {store.uri(f'{folder}/report.html')}")
     click.echo(f"summary: {store.uri(f'{folder}/run_summary.json')}")

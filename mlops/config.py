@@ -250,7 +250,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier sources win, so the overlay comes before the pipeline config.
-        yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(_yaml_files())]
+        yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(yaml_files())]
         dotenv = _PlatformDotEnv(settings_cls)
         return (init_settings, env_settings, dotenv, *yaml_sources, file_secret_settings)
 
@@ -302,7 +302,7 @@ class _PlatformDotEnv(DotEnvSettingsSource):
         }
 
 
-def _yaml_files() -> list[Path]:
+def yaml_files() -> list[Path]:
     """YAML files in rising precedence: the pipeline config, then the optional params overlay."""
     files = [Path(os.environ.get(f"{ENV_PREFIX}CONFIG_FILE", DEFAULT_CONFIG_FILE))]
     overlay = os.environ.get(f"{ENV_PREFIX}PARAMS_FILE")

@@ -17,7 +17,7 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
-from mlops.config import ENV_PREFIX, PrefixSettings, Settings, _yaml_files, get_settings
+from mlops.config import ENV_PREFIX, PrefixSettings, Settings, yaml_files, get_settings
 from mlops.errors import ConfigError, describe
 from mlops.run_summary import fails_run, verdict_line
 from mlops.stages import StageContext, normalise_run_id, open_context, run_stage
@@ -141,7 +141,7 @@ def setting_source(dotted: str) -> str:
         return f"environment variable {env_name}"
     if env_name in {name.upper() for name in dotenv_values(".env")}:
         return f"{env_name} in .env"
-    for path in reversed(_yaml_files()):
+    for path in reversed(yaml_files()):
         node: Any = yaml.safe_load(path.read_text()) or {}
         for part in dotted.split("."):
             node = node.get(part, KeyError) if isinstance(node, dict) else KeyError

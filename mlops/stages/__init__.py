@@ -11,7 +11,6 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -21,7 +20,6 @@ from mlops.config import Settings, get_settings
 from mlops.io.catalog import Catalog
 from mlops.io.metadata import MetadataStore
 from mlops.io.objects import ObjectStore, open_object_store
-from mlops.workers import run_sandboxed
 
 STAGE_NAMES: tuple[str, ...] = (
     "acquire_documents",
@@ -61,20 +59,6 @@ class StageContext:
     @cached_property
     def catalog(self) -> Catalog:
         return Catalog(self.store, self.settings.prefixes.runs, self.run_id)
-
-    def in_workers(
-        self, function: Callable[[Any], Any], jobs: Iterable[Any], total: int, desc: str
-    ) -> Iterator[tuple[Any, Any]]:
-        """Per-document work in the sandboxed pool sized and limited by the settings."""
-        return run_sandboxed(
-            function,
-            jobs,
-            total=total,
-            workers=self.settings.workers,
-            timeout_seconds=self.settings.limits.timeout_seconds,
-            memory_mb=self.settings.limits.worker_memory_mb,
-            desc=desc,
-        )
 
     def audit(self, stage: str, event: str, sha256: str | None = None, **details: Any) -> None:
         self.metadata.record_event(self.run_id, stage, event, sha256=sha256, details=details or None)

@@ -3,7 +3,8 @@
 The preprocessed documents are split into batches of ``batch_size`` (sorted by sha256, so a
 batch means the same documents on every retry); Airflow maps one task over each batch, the
 CLI and DVC run them all. Each batch writes ``extract_data/part-NNNN.parquet``. OCR runs in
-the sandboxed pool: one single-threaded Tesseract per worker process.
+the sandboxed pool: one single-threaded Tesseract per worker process, and a document that
+kills runs is set aside as poison like in validate and preprocess.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from mlops.extraction.extractors import ExtractJob, extract_document, make_extra
 from mlops.extraction.ocr import ensure_tesseract
 from mlops.extraction.trained_models import load_models
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
-from mlops.quarantine import quarantine
+from mlops.quarantine import quarantine, run_untrusted
 from mlops.stages import StageContext, batch_count
 from mlops.stages.acquire_documents import acquired_documents
 from mlops.stages.validate_documents import read_document
@@ -48,16 +49,15 @@ def extract_batch(
     ctx: StageContext, number: int, documents: list[tuple[DocumentRecord, DocumentFormat]]
 ) -> dict[str, int]:
     settings = ctx.settings.extract
-    by_sha = {doc.sha256: doc for doc, _ in documents}
     extractions: list[Extraction] = []
     quarantined = 0
-    for job, result in _extract(ctx, documents):
+    for doc, result in _extract(ctx, documents):
         if isinstance(result, WorkerFailure):
-            quarantine(ctx, STAGE, by_sha[job.sha256], result.reason, f"extraction: {result.detail}")
+            quarantine(ctx, STAGE, doc, result.reason, f"extraction: {result.detail}")
             quarantined += 1
             continue
         extractions.append(result)
-        ctx.metadata.update_document(job.sha256, status=DocumentStatus.EXTRACTED)
+        ctx.metadata.update_document(doc.sha256, status=DocumentStatus.EXTRACTED)
     ctx.catalog.save_table(f"{STAGE}/part-{number:04d}", [extraction.row() for extraction in extractions])
     ctx.audit(STAGE, "batch_extracted", batch=number, documents=len(extractions), extractor=settings.extractor)
     return {
@@ -68,8 +68,11 @@ def extract_batch(
     }
 
 
-def _extract(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFormat]]) -> Iterator[tuple[ExtractJob, Any]]:
+def _extract(
+    ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFormat]]
+) -> Iterator[tuple[DocumentRecord, Any]]:
     settings = ctx.settings
+    formats = {doc.sha256: doc_format for doc, doc_format in documents}
     if settings.extract.extractor == "http":
         extractor = make_extractor(
             "http",
@@ -77,25 +80,25 @@ def _extract(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFo
             api_key=settings.extract.http_api_key.get_secret_value() if settings.extract.http_api_key else None,
             timeout_seconds=settings.extract.http_timeout_seconds,
         )
-        for job in _jobs(ctx, documents):
-            yield job, extractor.extract(job)
+        for doc, doc_format in documents:
+            yield doc, extractor.extract(_job(ctx, doc, doc_format))
         return
     if documents:
         ensure_tesseract(settings.extract.tesseract_cmd)
         load_models(str(settings.extractor_model_file))
-    yield from ctx.in_workers(extract_document, _jobs(ctx, documents), len(documents), "extract")
+    docs = [doc for doc, _ in documents]
+    yield from run_untrusted(ctx, STAGE, extract_document, docs, lambda doc: _job(ctx, doc, formats[doc.sha256]), "extract")
 
 
-def _jobs(ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFormat]]) -> Iterator[ExtractJob]:
+def _job(ctx: StageContext, doc: DocumentRecord, doc_format: DocumentFormat) -> ExtractJob:
     settings = ctx.settings
-    for doc, doc_format in documents:
-        yield ExtractJob(
-            sha256=doc.sha256,
-            format=doc_format,
-            data=read_document(ctx, doc),
-            ocr_dpi=settings.extract.ocr_dpi,
-            text_layer_min_chars=settings.preprocess.text_layer_min_chars,
-            model_file=str(settings.extractor_model_file),
-            day_first=settings.extract.date_order == "day_first",
-            tesseract_cmd=settings.extract.tesseract_cmd,
-        )
+    return ExtractJob(
+        sha256=doc.sha256,
+        format=doc_format,
+        data=read_document(ctx, doc),
+        ocr_dpi=settings.extract.ocr_dpi,
+        text_layer_min_chars=settings.preprocess.text_layer_min_chars,
+        model_file=str(settings.extractor_model_file),
+        day_first=settings.extract.date_order == "day_first",
+        tesseract_cmd=settings.extract.tesseract_cmd,
+    )

@@ -77,6 +77,9 @@ def alembic_config(conn: sa.Connection) -> Config:
     return config
 
 
+HEAD = "0003"  # the newest migration: bump it with each new one
+
+
 def head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -86,14 +89,14 @@ def head_revision() -> str:
 # -- schema ---------------------------------------------------------------------------------
 
 
-def test_head_is_0002_and_orm_matches_the_migrated_schema(metadata_store):
-    assert head_revision() == "0002"
-    assert metadata_store.schema_revision() == "0002"
+def test_head_is_the_newest_migration_and_orm_matches_the_migrated_schema(metadata_store):
+    assert head_revision() == HEAD
+    assert metadata_store.schema_revision() == HEAD
     with metadata_store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
         tables = set(sa.inspect(conn).get_table_names())
-    assert {"extractions", "findings", "run_metrics"} <= tables
+    assert {"extractions", "findings", "run_metrics", "document_attempts"} <= tables
 
 
 def test_upgrading_a_0001_database_keeps_its_data(empty_store):
@@ -110,7 +113,7 @@ def test_upgrading_a_0001_database_keeps_its_data(empty_store):
 
     empty_store.migrate()
 
-    assert empty_store.schema_revision() == "0002"
+    assert empty_store.schema_revision() == HEAD
     assert empty_store.get_document(sha(1))["source_key"] == "landing/loan-1.pdf"
     assert empty_store.save_extractions("run-2", [extraction_row(1)]) == 1
     assert [row["sha256"] for row in empty_store.extractions("run-2")] == [sha(1)]
@@ -129,7 +132,7 @@ def test_downgrade_to_0001_and_back(metadata_store):
 
     metadata_store.migrate()
 
-    assert metadata_store.schema_revision() == "0002"
+    assert metadata_store.schema_revision() == HEAD
     assert metadata_store.metrics("run-1") == {}
 
 
