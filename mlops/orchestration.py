@@ -17,7 +17,7 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
-from mlops.config import ENV_PREFIX, PrefixSettings, Settings, yaml_files, get_settings
+from mlops.config import ENV_PREFIX, PrefixSettings, Settings, get_settings, yaml_files
 from mlops.errors import ConfigError, describe
 from mlops.run_summary import fails_run, verdict_line
 from mlops.stages import StageContext, normalise_run_id, open_context, run_stage

@@ -108,7 +108,7 @@ def test_env_example_documents_every_pipeline_config_key_with_the_same_value():
     import yaml
 
     root = Path(__file__).resolve().parents[2]
-    documented = dict(re.findall(r"^# (MLOPS_[A-Z0-9_]+)=(.*)$", (root / ".env.example").read_text(), re.M))
+    documented = dict(re.findall(r"^# (MLOPS_[A-Z0-9_]+)=(.*)$", (root / ".env.example").read_text(), re.MULTILINE))
     config = yaml.safe_load((root / "config" / "pipeline_config.yaml").read_text())
     for dotted, value in _yaml_leaves(config).items():
         name = "MLOPS_" + dotted.replace(".", "__").upper()
