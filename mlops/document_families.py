@@ -1029,6 +1029,7 @@ class Draft:
     page_marks: tuple[Item, Item]
     continuation: tuple[tuple[str, str], ...] = ()
     layout: dict[str, object] = field(default_factory=dict)
+    mailing: tuple[str, ...] = ()  # the borrower's name and address under the header, unlabelled
 
     @property
     def fields(self) -> list[Item]:
@@ -1080,6 +1081,12 @@ def _loan_draft(
         _distractor(key, rng, values, fmt, style) for key in _distractor_keys(doc_type, present, rng)
     ]
     fields = [Item(name, labels[name], printed[name], True) for name in present]
+    mailing: tuple[str, ...] = ()
+    if "borrower_name" in printed and rng.random() < 0.3:
+        mailing = (printed["borrower_name"], *_address(rng).split(", ", 1))
+        fields = [item for item in fields if item.key != "borrower_name"]
+        chosen["borrower_name"] = "address block"
+        del labels["borrower_name"]
     if rng.random() < 0.5:
         rng.shuffle(fields)
     items = list(fields)
@@ -1117,6 +1124,7 @@ def _loan_draft(
             _distractor("reference", rng, values, fmt, style),
             _distractor("statement_date", rng, values, fmt, style),
         ),
+        mailing=mailing,
     )
 
 
@@ -1142,7 +1150,7 @@ def _distractor(key: str, rng: random.Random, values: dict, fmt: Formats, style:
 
 # ---------------------------------------------------------------- blocks shared by the families
 
-SEPARATORS = (":", " -", "", "gap")
+SEPARATORS = (":", " -", "", "gap", "stacked")
 
 
 def _aligned_x(style: Style, width: float) -> float:
@@ -1152,7 +1160,8 @@ def _aligned_x(style: Style, width: float) -> float:
 
 
 def _header(d: Draft) -> tuple[list[DrawOp], float]:
-    """Letterhead (brand bar, plain brand or brand over a rule), contact line, title and subtitle."""
+    """Letterhead (brand bar, plain brand or brand over a rule), contact line, title, subtitle
+    and the mailing address block, if any."""
     s = d.style
     ops: list[DrawOp] = []
     brand_size = 15.0 if s.letterhead == "bar" else 19.0
@@ -1175,7 +1184,11 @@ def _header(d: Draft) -> tuple[list[DrawOp], float]:
     subtitle_x = s.margin if s.align == "right" else _aligned_x(s, s.measure(d.subtitle, 11))
     ops.append(s.text(subtitle_x, 130, d.subtitle, size=11))
     ops.append(DrawOp("rect", s.margin, 138, width=s.usable, height=1.0))
-    return ops, 160.0
+    y = 160.0
+    for line in d.mailing:
+        ops.append(s.text(s.margin, y, line))
+        y += s.size * 1.3
+    return ops, y + (s.gap if d.mailing else 0.0)
 
 
 def _page_marks(d: Draft, y: float) -> DrawOp:
@@ -1228,8 +1241,10 @@ def _paragraphs(
 
 
 def _pair(s: Style, x: float, y: float, item: Item, separator: str, value_x: float | None) -> list[DrawOp]:
-    """One label and its value on a baseline: "Label: value", "Label - value", "Label value" or
-    the value at a fixed column."""
+    """One label and its value on a baseline: "Label: value", "Label - value", "Label value",
+    the value at a fixed column, or (stacked) the value on the line under its label."""
+    if separator == "stacked":
+        return [s.text(x, y, item.label, bold=s.label_bold), s.text(x, y + s.size * 1.25, item.value)]
     if separator == "gap" and value_x is not None:
         return [s.text(x, y, item.label, bold=s.label_bold), s.text(value_x, y, item.value)]
     label = f"{item.label}{separator}"
@@ -1239,9 +1254,15 @@ def _pair(s: Style, x: float, y: float, item: Item, separator: str, value_x: flo
 
 
 def _pair_width(s: Style, item: Item, separator: str) -> float:
+    if separator == "stacked":
+        return max(s.measure(item.label, bold=s.label_bold), s.measure(item.value))
     return s.measure(
         f"{item.label}{separator if separator != 'gap' else ''}  ", bold=s.label_bold
     ) + s.measure(item.value)
+
+
+def _pair_height(s: Style, separator: str) -> float:
+    return s.gap + (s.size * 1.25 if separator == "stacked" else 0.0)
 
 
 def _list_block(d: Draft, items: Sequence[Item], y: float, separator: str) -> tuple[list[DrawOp], float]:
@@ -1255,7 +1276,7 @@ def _list_block(d: Draft, items: Sequence[Item], y: float, separator: str) -> tu
     ops: list[DrawOp] = []
     for item in items:
         ops += _pair(s, s.margin, y, item, separator, column)
-        y += s.gap
+        y += _pair_height(s, separator)
     return ops, y
 
 
@@ -1275,7 +1296,7 @@ def _two_column_block(
             width = s.usable if full else half - 8
             column = x + width - s.measure(item.value) if separator == "gap" else None
             ops.extend(_pair(s, x, y, item, separator, column))
-        y += s.gap
+        y += _pair_height(s, separator)
 
     for item in items:
         if _pair_width(s, item, separator) > half - 16:
