@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Make sure the servers the tests use answer on 127.0.0.1: PostgreSQL (5432) and Redis (6379),
-# and that docker-compose (the static compose check) is installed.
+# and that docker-compose (the static compose check) and chromium (browser checks) are installed.
 # The S3 server (SeaweedFS) is started by the test fixtures themselves.
 # Prints the admin URL the Postgres tests should use.
 set -euo pipefail
 sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
-# Debian's docker-compose validates docker-compose.yml without a Docker engine (static test).
-if ! command -v docker-compose >/dev/null; then
-  echo "installing docker-compose (for the static compose check)" >&2
+# Debian's docker-compose validates docker-compose.yml without a Docker engine (static test);
+# Debian's chromium is the browser Playwright drives in the report's browser checks.
+tools=()
+command -v docker-compose >/dev/null || tools+=(docker-compose)
+command -v chromium >/dev/null || tools+=(chromium)
+if [ ${#tools[@]} -gt 0 ]; then
+  echo "installing ${tools[*]} (compose check, browser checks)" >&2
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends docker-compose >&2
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${tools[@]}" >&2
 fi
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

@@ -107,6 +107,7 @@ class ExpectationOutcome(BaseModel):
     unexpected_count: int | None = None
     unexpected_percent: float | None = None
     observed_value: float | None = None
+    bounds: str | None = None
     error: str | None = None
 
     @property
@@ -370,6 +371,7 @@ def _to_result(
             unexpected_count=result.get("unexpected_count"),
             unexpected_percent=result.get("unexpected_percent"),
             observed_value=_number(result.get("observed_value")),
+            bounds=_bounds_text(config.kwargs),
             error=_exception_message(item.exception_info),
         )
         outcomes.append(outcome)
@@ -408,6 +410,27 @@ def _condition_text(row_condition: Any) -> str | None:
     if condition is None or isinstance(condition, str):
         return condition or None
     return repr(condition)
+
+
+def _bounds_text(kwargs: dict[str, Any]) -> str | None:
+    """What the expectation allows, for people: ``between 0 and 100``, ``one of a, b``, ``in >= 80% of rows``."""
+    parts = []
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if low is not None and high is not None:
+        parts.append(f"between {low:g} and {high:g}" if _number(low) is not None and _number(high) is not None
+                     else f"between {low} and {high}")  # fmt: skip
+    elif low is not None:
+        parts.append(f">= {low}")
+    elif high is not None:
+        parts.append(f"<= {high}")
+    if kwargs.get("value_set") is not None:
+        values = [str(value) for value in kwargs["value_set"]]
+        parts.append("one of " + ", ".join(values[:6]) + (f" and {len(values) - 6} more" if len(values) > 6 else ""))
+    if kwargs.get("regex"):
+        parts.append(f"matches {kwargs['regex']}")
+    if kwargs.get("mostly") is not None and kwargs["mostly"] < 1:
+        parts.append(f"in >= {kwargs['mostly']:.0%} of rows")
+    return "; ".join(parts) or None
 
 
 def _number(value: Any) -> float | None:

@@ -1,5 +1,5 @@
-"""Run reports: run_summary.json's schema and the self-contained HTML report a person reads."""
+"""Run reports: run_summary.json's schema and the HTML report a person reads."""
 
-from mlops.reporting.report import RunSummary, render_html, summary_problems
+from mlops.reporting.report import PLOTLY_ASSET, RunSummary, plotly_asset, render_html, summary_problems
 
-__all__ = ["RunSummary", "render_html", "summary_problems"]
+__all__ = ["PLOTLY_ASSET", "RunSummary", "plotly_asset", "render_html", "summary_problems"]

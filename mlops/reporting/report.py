@@ -1,8 +1,9 @@
 """The run report: one self-contained HTML page a person reads at a glance, and the schema of
 run_summary.json it is drawn from.
 
-The page must open on machines without internet, so plotly.js is inlined once in <head> and
-every figure is embedded without it. Text taken from documents (file names, field values,
+The page must open on machines without internet and stay small: plotly.js is one shared asset
+beside the reports (``reports/assets/``, :data:`PLOTLY_ASSET`, loaded by a relative path) or,
+for a page rendered on its own, inlined once in <head>; every figure is embedded without it. Text taken from documents (file names, field values,
 expectation arguments, anomaly reasons) reaches the page only through Jinja2 autoescaping, and
 plotly escapes '<' in its figure JSON, so a document cannot put script into the report.
 Sections whose stage did not run (their key is missing) render as "not run".
@@ -10,9 +11,11 @@ Sections whose stage did not run (their key is missing) render as "not run".
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
+import plotly
 import plotly.graph_objects as go
 import plotly.io as pio
 from jinja2 import Environment, PackageLoader
@@ -24,6 +27,14 @@ from mlops.quality.bias import BiasThresholds
 
 FUNNEL_STEPS: tuple[str, ...] = ("seen", "new", "skipped", "accepted", "quarantined", "duplicates")
 FINDING_COLUMNS: tuple[str, ...] = ("document", "field", "value", "detector", "severity", "reason")
+EXPECTATION_COLUMNS: tuple[str, ...] = ("expectation", "column", "allows", "observed", "failing documents")
+BIAS_METRICS: tuple[str, ...] = ("completeness", "field_accuracy", "mean_confidence", "validation_pass")
+RUN_FACTS: tuple[tuple[str, str], ...] = (
+    ("landing_prefix", "landing prefix"), ("pipeline_version", "pipeline version"),
+    ("settings_fingerprint", "settings fingerprint"), ("params", "run parameters"),
+)  # fmt: skip
+PLOTLY_ASSET = f"assets/plotly-{plotly.__version__}.min.js"  # under the reports prefix
+MAX_FILES_NAMED = 5
 QUARANTINE_COLUMNS: tuple[str, ...] = ("filename", "reason", "detail")
 
 GREEN, AMBER, RED, GREY, BLUE = "#2e7d32", "#ef6c00", "#c62828", "#757575", "#1565c0"
@@ -91,18 +102,23 @@ def summary_problems(summary: dict[str, Any]) -> list[str]:
     return []
 
 
-def render_html(summary: dict[str, Any], details: dict[str, Any] | None = None) -> str:
+def render_html(
+    summary: dict[str, Any], details: dict[str, Any] | None = None, *, plotly_src: str | None = None
+) -> str:
     """The HTML report for one run.
 
-    ``details`` carries the tables: failing_expectations, findings, bias_flags, quarantined
-    (lists of dicts / strings) and optionally bias_thresholds ({"max_difference": x}).
+    ``details`` carries the tables: failing_expectations, failing_rows ({sha256: [expectation
+    labels]}), files ({sha256: file name}), findings, bias_flags, bias_dimensions, quarantined
+    and optionally bias_thresholds ({"max_difference": x}). ``plotly_src``: where the page loads
+    plotly.js from (relative to the page); None inlines it.
     """
     details = details or {}
     environment = Environment(
         loader=PackageLoader("mlops.reporting", "templates"), autoescape=True, trim_blocks=True
     )
     return environment.get_template("report.html.j2").render(
-        plotlyjs=Markup(get_plotlyjs()),
+        plotlyjs=None if plotly_src else Markup(get_plotlyjs()),
+        plotly_src=plotly_src,
         header=_header(summary),
         documents=_documents(summary, details),
         extraction=_extraction(summary.get("extraction")),
@@ -111,6 +127,11 @@ def render_html(summary: dict[str, Any], details: dict[str, Any] | None = None) 
         bias=_bias(summary.get("bias"), details),
         stages=_stages(summary.get("stage_seconds")),
     )
+
+
+def plotly_asset() -> bytes:
+    """The plotly.js every report loads from :data:`PLOTLY_ASSET`."""
+    return get_plotlyjs().encode()
 
 
 def status_colour(status: str | None) -> str:
@@ -127,7 +148,18 @@ def _header(summary: dict[str, Any]) -> dict[str, Any]:
         "finished_at": finished or "-",
         "duration": _duration(started, finished),
         "reasons": summary.get("status_reasons") or [],
+        "facts": {
+            label: _fact(summary[key]) for key, label in RUN_FACTS if summary.get(key) not in (None, "", {})
+        },
+        "data_docs": (summary.get("validation") or {}).get("data_docs"),
+        "airflow_run": summary.get("airflow_run_url"),
     }
+
+
+def _fact(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={item}" for key, item in value.items())
+    return str(value)
 
 
 def _duration(started: Any, finished: Any) -> str | None:
@@ -150,6 +182,7 @@ def _documents(summary: dict[str, Any], details: dict[str, Any]) -> dict[str, An
     reasons = dict(sorted((summary.get("quarantine_reasons") or {}).items(), key=lambda kv: -kv[1]))
     funnel_colours = [GREY, BLUE, GREY, GREEN, RED, AMBER]
     return {
+        "empty": _empty_run_sentence(counts),
         "counts": {step: counts.get(step, 0) for step in FUNNEL_STEPS},
         "funnel": _figure(
             _bars(list(FUNNEL_STEPS), [counts.get(s, 0) for s in FUNNEL_STEPS], funnel_colours)
@@ -162,9 +195,19 @@ def _documents(summary: dict[str, Any], details: dict[str, Any]) -> dict[str, An
     }
 
 
+def _empty_run_sentence(counts: dict[str, int]) -> str | None:
+    if not counts.get("seen"):
+        return "No documents were found under the landing prefix: nothing was processed."
+    if not counts.get("new"):
+        return f"No new documents: all {counts['seen']} were processed by earlier runs."
+    return None
+
+
 def _extraction(extraction: dict[str, Any] | None) -> dict[str, Any] | None:
     if extraction is None:
         return None
+    if not extraction.get("documents"):
+        return {"documents": 0}
     pages = {"text layer": extraction.get("text_layer_pages", 0), "OCR": extraction.get("ocr_pages", 0)}
     accuracy = extraction.get("accuracy") or {}
     accuracy_figure = None
@@ -196,31 +239,75 @@ def _validation(validation: dict[str, Any] | None, details: dict[str, Any]) -> d
     figure = None
     if score is not None:
         scale = 100 if max([score, *thresholds.values()]) > 1 else 1
-        figure = _bars(["score"], [score], status_colour(status), horizontal=True, height=180)
-        for name, value in thresholds.items():
-            figure.add_vline(x=value, line_dash="dash", line_color=GREY, annotation_text=f"{name} {value:g}")
+        figure = _bars(["score"], [score], status_colour(status), horizontal=True, height=200)
+        for number, (name, value) in enumerate(sorted(thresholds.items(), key=lambda item: item[1])):
+            position = "top left" if number % 2 == 0 else "bottom left"  # neighbours' labels do not overlap
+            figure.add_vline(x=value, line_dash="dash", line_color=GREY, annotation_text=f"{name} {value:g}",
+                             annotation_position=position)  # fmt: skip
         figure.update_xaxes(range=[0, scale])
         figure = _figure(figure)
     failing = details.get("failing_expectations") or []
-    columns = tuple(dict.fromkeys(key for row in failing for key in row))
     return {
-        "score": score,
+        "score": f"{score:.2f}" if score is not None else "-",
         "status": status,
         "colour": status_colour(status),
         "thresholds": thresholds,
         "figure": figure,
-        "failing": _rows(failing, columns),
-        "failing_columns": columns,
+        "data_docs": validation.get("data_docs"),
+        "failing": [_expectation_row(outcome, details) for outcome in failing],
+        "failing_columns": EXPECTATION_COLUMNS,
     }
+
+
+def _expectation_row(outcome: dict[str, Any], details: dict[str, Any]) -> list[Any]:
+    """One failing expectation as people read it: what, where, what it allows, what was seen, which files."""
+    name = outcome.get("type") or outcome.get("expectation") or "?"
+    if outcome.get("condition"):
+        name = f"{name} where {outcome['condition']}"
+    if outcome.get("critical"):
+        name = f"{name} [critical]"
+    if outcome.get("error"):
+        observed = f"error: {outcome['error']}"
+    elif outcome.get("unexpected_count") is not None:
+        count = outcome["unexpected_count"]
+        observed = f"{count} row{'s' if count != 1 else ''}"
+        if outcome.get("unexpected_percent") is not None:
+            observed += f" ({outcome['unexpected_percent']:.1f}%)"
+    elif outcome.get("observed_value") is not None:
+        observed = f"{outcome['observed_value']:.3g}"
+    else:
+        observed = "-"
+    label = _outcome_label(outcome)
+    files = details.get("files") or {}
+    shas = [sha for sha, labels in (details.get("failing_rows") or {}).items() if label in labels]
+    names = [files.get(sha, sha[:12]) for sha in shas[:MAX_FILES_NAMED]]
+    more = f" and {len(shas) - MAX_FILES_NAMED} more" if len(shas) > MAX_FILES_NAMED else ""
+    return [
+        name,
+        outcome.get("column") or "-",
+        outcome.get("bounds") or "-",
+        observed,
+        ", ".join(names) + more or "-",
+    ]
+
+
+def _outcome_label(outcome: dict[str, Any]) -> str:
+    """The label the gate keys failing rows by (ExpectationOutcome.label)."""
+    label = (
+        f"{outcome.get('type')}({outcome['column']})" if outcome.get("column") else str(outcome.get("type"))
+    )
+    if outcome.get("condition"):
+        label = f"{label} where {outcome['condition']}"
+    return f"{label} [critical]" if outcome.get("critical") else label
 
 
 def _anomalies(anomalies: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any] | None:
     if anomalies is None:
         return None
     by_detector = anomalies.get("by_detector") or {}
+    files = details.get("files") or {}
     findings = [
-        {**finding, "document": finding.get("document") or finding.get("filename") or finding.get("sha256")}
-        for finding in details.get("findings") or []
+        {**finding, "document": _document_cell(finding, files)} for finding in details.get("findings") or []
     ]
     return {
         "count": anomalies.get("count", sum(by_detector.values())),
@@ -230,6 +317,13 @@ def _anomalies(anomalies: dict[str, Any] | None, details: dict[str, Any]) -> dic
         "findings": _rows(findings, FINDING_COLUMNS),
         "columns": FINDING_COLUMNS,
     }
+
+
+def _document_cell(row: dict[str, Any], files: dict[str, str]) -> Cell:
+    """The file name people know, the sha256 on hover."""
+    sha = row.get("sha256")
+    name = row.get("document") or row.get("filename") or files.get(sha or "") or (sha or "")[:12]
+    return Cell(str(name), sha)
 
 
 def _bias(bias: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any] | None:
@@ -248,10 +342,38 @@ def _bias(bias: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any
         figure = _figure(figure)
     return {
         "figure": figure,
+        "groups": _bias_groups(details.get("bias_dimensions") or {}),
+        "metrics": BIAS_METRICS,
         "limit": limit,
         "not_measurable": [dimension for dimension, value in bias.items() if value is None],
         "flags": [str(flag) for flag in details.get("bias_flags") or []],
     }
+
+
+def _bias_groups(dimensions: dict[str, Any]) -> dict[str, list[list[Any]]]:
+    """Per dimension, one row per group: its size and each metric's value; a flagged metric's
+    values are marked so the groups that differ stand out."""
+    tables: dict[str, list[list[Any]]] = {}
+    for dimension, result in dimensions.items():
+        metrics = result.get("metrics") or {}
+        groups = list(dict.fromkeys(g for metric in metrics.values() for g in (metric.get("by_group") or {})))
+        rows = []
+        for group in groups:
+            size = next(
+                (m["group_sizes"][group] for m in metrics.values() if group in (m.get("group_sizes") or {})),
+                "",
+            )
+            row: list[Any] = [str(group), str(size)]
+            for name in BIAS_METRICS:
+                metric = metrics.get(name) or {}
+                value = (metric.get("by_group") or {}).get(group)
+                text = "-" if value is None else f"{value:.2f}"
+                row.append(Cell(text, "differs beyond the threshold" if metric.get("flagged") else None,
+                                flagged=bool(metric.get("flagged"))))  # fmt: skip
+            rows.append(row)
+        if rows:
+            tables[dimension] = rows
+    return tables
 
 
 def _stages(stage_seconds: dict[str, float] | None) -> dict[str, Any] | None:
@@ -291,6 +413,30 @@ def _figure(figure: go.Figure) -> Markup:
     return Markup(html)
 
 
+class Cell(str):
+    """A table cell's text with a hover title (and a flag the template highlights)."""
+
+    hover: str | None
+    flagged: bool
+
+    def __new__(cls, text: str, hover: str | None = None, flagged: bool = False) -> Self:
+        cell = super().__new__(cls, text)
+        cell.hover, cell.flagged = hover, flagged
+        return cell
+
+
 def _rows(rows: list[dict[str, Any]] | None, columns: tuple[str, ...]) -> list[list[str]]:
-    """Table cells as plain strings; the template escapes them."""
-    return [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows or []]
+    """Table cells as strings (Cell where they carry a title); the template escapes them."""
+    return [
+        [row[c] if isinstance(row.get(c), Cell) else _text(row.get(c)) for c in columns] for row in rows or []
+    ]
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -23,6 +23,7 @@ from mlops.io.objects import open_object_store
 from mlops.stages import STAGE_NAMES
 from mlops.stages.generate_reports import FINAL_STATUS
 from tests.conftest import REPO
+from tests.fixtures import browser
 from tests.fixtures.platform import platform_settings
 
 pytestmark = pytest.mark.e2e
@@ -139,6 +140,25 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
     assert second["documents"]["skipped"] == second["documents"]["seen"] == len(corpus.labels)
     assert second["documents"]["new"] == second["extraction"]["documents"] == 0
     assert len(metadata.extractions(second["run_id"])) == 0
+
+    if settings.object_store.backend == "local":
+        reports = Path(settings.data_dir) / settings.prefixes.reports
+        anomalous_files = {name for name, label in corpus.labels.items() if label["anomalies"]}
+        check_report_in_a_browser(reports / first["run_id"] / "report.html", first, anomalous_files)
+        for visit in browser.visit(reports / second["run_id"] / "report.html"):
+            assert f"No new documents: all {len(corpus.labels)} were processed by earlier runs." in visit.body_text
+
+
+def check_report_in_a_browser(report: Path, summary: dict, anomalous_files: set[str]) -> None:
+    """At desktop and phone widths: the verdict is the first thing read, the charts draw from the
+    shared plotly asset with nothing fetched or failing, nothing scrolls sideways, and anomalies
+    are named by file."""
+    for visit in browser.visit(report):
+        assert visit.first_text.upper().startswith(f"{summary['status'].upper()} RUN {summary['run_id'].upper()}"), visit
+        assert visit.console_errors == [] and visit.failed_requests == [], visit
+        assert visit.overflow_px <= 0, (visit.width, visit.overflow_px)
+        assert visit.charts_drawn >= 5, visit.width
+        assert any(name in visit.body_text for name in anomalous_files), visit.width
 
 
 def test_a_failing_task_leaves_an_audit_event(airflow_db, tmp_path):
