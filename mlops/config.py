@@ -206,6 +206,17 @@ class GateSettings(BaseModel):
     )
 
 
+class AlertSettings(BaseModel):
+    """Alerts (mlops/alerts.py): rules and channels live in ``rules_file``; these bound how hard a
+    receiver is tried, so one that is down costs a run seconds, not minutes."""
+
+    rules_file: Path = Field(Path("config/alert_rules.yaml"), description="channels, severities and rules")
+    enabled: bool = True
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="per request to a receiver")
+    attempts: int = Field(3, ge=1, le=10, description="tries per alert and channel")
+    backoff_seconds: float = Field(1.0, ge=0, le=60, description="wait before the second try, doubling after")
+
+
 class Settings(BaseSettings):
     """Every setting of the platform. See .env.example and config/pipeline_config.yaml."""
 
@@ -236,6 +247,7 @@ class Settings(BaseSettings):
     anomalies: AnomalySettings = AnomalySettings()
     bias: BiasSettings = BiasSettings()
     gate: GateSettings = GateSettings()
+    alerts: AlertSettings = AlertSettings()
     labels_key: str | None = Field(
         "landing/labels.jsonl", description="ground-truth labels in the object store, for accuracy metrics"
     )

@@ -152,19 +152,23 @@ def setting_source(dotted: str) -> str:
 
 def record_task_failure(context: dict[str, Any]) -> None:
     """on_failure_callback: an audit event for the failed task, then the run's summary and report
-    with the error and status failed (so reports/latest does not keep showing an older run)."""
+    with the error and status failed (so reports/latest does not keep showing an older run);
+    publishing sends the task_failed alert. If publishing fails, the alert still goes out."""
+    from mlops.alerts import send_task_failure_alert
     from mlops.stages.generate_reports import publish_failure
 
     ctx = _record_task_event(context, "task_failed")
     if ctx is None:
         return
+    task_id, message = context["task_instance"].task_id, describe(context.get("exception"))
     try:
-        published = publish_failure(ctx, context["task_instance"].task_id, describe(context.get("exception")))
+        published = publish_failure(ctx, task_id, message)
         log.error("%s | report: %s", verdict_line(published), published["report"])
     except Exception:
         log.exception("could not publish the failed run %s; closing it as failed", ctx.run_id)
         with suppress(Exception):
             ctx.metadata.finish_run(ctx.run_id, "failed", {})
+        send_task_failure_alert(ctx, task_id, message)
 
 
 def record_task_retry(context: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """generate_reports: ``run_summary.json`` and ``report.html`` under ``reports/<run_id>/``, copied
-to ``reports/latest/``; the run is closed in the metadata store with its status and counts.
+to ``reports/latest/``; the run is closed in the metadata store with its status and counts, then
+the alert rules are evaluated on the summary and what fires is sent (:mod:`mlops.alerts`).
 
 A run that stops on a failed task is published too (:func:`publish_failure`, called by the
 runners), so ``reports/latest/`` never keeps showing an older run."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mlops.alerts import send_run_alerts
 from mlops.errors import DatasetNotFound
 from mlops.reporting import render_html, summary_problems
 from mlops.run_summary import build_summary, quarantine_events
@@ -43,13 +45,16 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
         ctx.store.put_bytes(f"{reports}/{folder}/run_summary.json", body, content_type="application/json")
         ctx.store.put_bytes(f"{reports}/{folder}/report.html", html.encode(), content_type="text/html")
     ctx.metadata.finish_run(ctx.run_id, FINAL_STATUS[summary["status"]], summary["documents"])
-    return {
+    outcome = {
         "run_id": ctx.run_id,
         "status": summary["status"],
         "status_reasons": summary["status_reasons"],
         "summary": ctx.store.uri(f"{reports}/{ctx.run_id}/run_summary.json"),
         "report": ctx.store.uri(f"{reports}/{ctx.run_id}/report.html"),
     }
+    data_docs = (summary.get("validation") or {}).get("data_docs")
+    send_run_alerts(ctx, summary, {"report": outcome["report"]} | ({"data_docs": data_docs} if data_docs else {}))
+    return outcome
 
 
 def report_details(ctx: StageContext) -> dict[str, Any]:
