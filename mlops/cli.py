@@ -3,7 +3,10 @@
 Exit codes scripts can rely on: 0 success, 1 unexpected error (a bug: see the traceback),
 2 usage error, 3 configuration error, 4 infrastructure error (object store, database,
 missing system program: retry or fix the service), 5 the run finished but its verdict fails it
-(``run``: FAILED, or WARNING too, per the setting ``gate.fail_run_on``; its report is written).
+(``run``: FAILED, or WARNING too, per the setting ``gate.fail_run_on``; its report is written),
+6 another run is live on the store (its id is in the message; or this run cannot go on because
+a later one took its documents over), 7 the run was interrupted (SIGTERM, Ctrl-C) and closed as
+such: its unfinished documents go to the next run.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +25,8 @@ import click
 EXIT_CONFIG = 3
 EXIT_INFRASTRUCTURE = 4
 EXIT_VERDICT = 5
+EXIT_BUSY = 6
+EXIT_INTERRUPTED = 7
 
 
 def _fail(code: int, message: str) -> None:
@@ -32,19 +38,31 @@ class _Group(click.Group):
     """Turns the platform's own exceptions into clear messages and stable exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from mlops.errors import ConfigError, DatasetNotFound, DependencyMissing, ObjectStoreError
+        from mlops.errors import (
+            ConfigError,
+            DatasetNotFound,
+            DependencyMissing,
+            ObjectStoreError,
+            RunBusy,
+            RunInterrupted,
+        )
 
         try:
             return super().invoke(ctx)
+        except RunInterrupted as error:
+            _fail(EXIT_INTERRUPTED, str(error))
+        except RunBusy as error:
+            _fail(EXIT_BUSY, str(error))
         except ConfigError as error:
             _fail(EXIT_CONFIG, str(error))
         except (ObjectStoreError, DependencyMissing, DatasetNotFound) as error:
             _fail(EXIT_INFRASTRUCTURE, str(error))
         except Exception as error:
-            from sqlalchemy.exc import OperationalError
+            from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
-            if isinstance(error, OperationalError):
-                _fail(EXIT_INFRASTRUCTURE, f"metadata database unavailable: {error.orig}")
+            if isinstance(error, OperationalError | InterfaceError | TimeoutError):
+                _fail(EXIT_INFRASTRUCTURE, f"metadata database unavailable (after retry.max_attempts tries): "
+                      f"{getattr(error, 'orig', None) or error}")
             raise
 
 
@@ -132,26 +150,34 @@ def evaluate_extractor() -> None:
 
 
 @cli.command("run")
-@click.option("--run-id", help="Default: cli__<UTC time>.")
+@click.option("--run-id", help="Default: cli__<UTC time>_<random suffix>.")
 @click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
 @click.option("--max-documents", type=click.IntRange(min=1), help="Take at most this many new landing objects.")
 def run_pipeline(run_id: str | None, reprocess: bool, max_documents: int | None) -> None:
     """Run every stage in order for one run; print its verdict (first line), then its summary.
 
     Exits 5 when the verdict fails the run (gate.fail_run_on, default: a FAILED verdict), so cron
-    and CI see it; MLOPS_GATE__FAIL_RUN_ON=never only reports it.
+    and CI see it; MLOPS_GATE__FAIL_RUN_ON=never only reports it. One run at a time per store:
+    exits 6 naming the live run (lease.wait_seconds: wait for it first); SIGTERM stops the run
+    as interrupted, exit 7.
     """
     from mlops.config import get_settings
-    from mlops.pipeline import run_all
+    from mlops.pipeline import run_all, stop_on_signals
     from mlops.run_summary import fails_run, verdict_line
 
-    run_id = run_id or datetime.now(UTC).strftime("cli__%Y%m%dT%H%M%SZ")
-    summary = run_all(run_id, reprocess=reprocess, max_documents=max_documents)
+    run_id = run_id or default_run_id()
+    with stop_on_signals():
+        summary = run_all(run_id, reprocess=reprocess, max_documents=max_documents)
     click.echo(verdict_line(summary))
     click.echo(json.dumps(summary, indent=2, default=str))
     click.echo(f"report: {summary['report']}", err=True)
     if fails_run(summary["status"], get_settings().gate.fail_run_on):
         sys.exit(EXIT_VERDICT)
+
+
+def default_run_id() -> str:
+    """``cli__<UTC time>_<6 hex digits>``: two launches in the same second get different ids."""
+    return f"{datetime.now(UTC):cli__%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
 
 
 @cli.command("stage")
@@ -161,11 +187,13 @@ def run_pipeline(run_id: str | None, reprocess: bool, max_documents: int | None)
 @click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
 def stage(name: str, run_id: str, batch: int | None, reprocess: bool) -> None:
     """Run one stage NAME (an Airflow task id, e.g. preprocess_documents) for one run."""
+    from mlops.pipeline import stop_on_signals
     from mlops.stages import STAGE_NAMES, run_stage
 
     if name not in STAGE_NAMES:
         raise click.BadParameter(f"{name!r}; choose one of: {', '.join(STAGE_NAMES)}", param_hint="NAME")
-    summary = run_stage(name, run_id, batch=batch, reprocess=reprocess)
+    with stop_on_signals():
+        summary = run_stage(name, run_id, batch=batch, reprocess=reprocess)
     click.echo(json.dumps(summary, indent=2, default=str))
 
 

@@ -45,7 +45,7 @@ class ObjectStoreSettings(BaseModel):
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     addressing_style: Literal["path", "virtual", "auto"] = "path"
-    max_attempts: int = Field(6, ge=1, le=20)
+    max_attempts: int | None = Field(None, ge=1, le=20, description="attempts per S3 call; default: retry.max_attempts")
     airflow_conn_id: str | None = Field(None, description="take S3 credentials from this Airflow connection")
 
     @model_validator(mode="after")
@@ -67,6 +67,35 @@ class MetadataSettings(BaseModel):
         if url is not None and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
             raise ValueError("must be a sqlite:/// or postgresql:// SQLAlchemy URL")
         return url
+
+
+class RetrySettings(BaseModel):
+    """One budget for transient infrastructure faults, for both stores: attempts per object-store
+    call (botocore standard retries) and per metadata-database call (a dropped connection, a
+    restarting server, SQLite busy), with exponential backoff between them. A run that outlives
+    it stops with an infrastructure error (exit code 4; Airflow retries the task)."""
+
+    max_attempts: int = Field(6, ge=1, le=20, description="attempts per call, the first one included")
+    max_backoff_seconds: float = Field(10.0, gt=0, le=300, description="longest wait between two metadata attempts")
+
+
+class LeaseSettings(BaseModel):
+    """One live run per store: the run holding the lease renews it every ``heartbeat_seconds``;
+    a lease not renewed for ``ttl_seconds`` (the process was killed) is taken over by the next
+    run, which marks the dead run abandoned. Keep the TTL above Airflow's gap between two tasks."""
+
+    ttl_seconds: float = Field(120.0, ge=1, le=86400, description="a lease not renewed this long is expired")
+    heartbeat_seconds: float = Field(15.0, gt=0, le=3600, description="how often a live run renews its lease")
+    wait_seconds: float = Field(0.0, ge=0, description="wait this long for another run's live lease; 0: stop at once")
+
+    @model_validator(mode="after")
+    def _beats_within_the_ttl(self) -> LeaseSettings:
+        if self.heartbeat_seconds * 2 > self.ttl_seconds:
+            raise ValueError(
+                f"lease.heartbeat_seconds={self.heartbeat_seconds:g} must be at most half of lease.ttl_seconds="
+                f"{self.ttl_seconds:g}, or one late heartbeat lets another run take a live run's documents"
+            )
+        return self
 
 
 class PrefixSettings(BaseModel):
@@ -238,6 +267,8 @@ class Settings(BaseSettings):
     )
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     metadata: MetadataSettings = MetadataSettings()
+    retry: RetrySettings = RetrySettings()
+    lease: LeaseSettings = LeaseSettings()
     prefixes: PrefixSettings = PrefixSettings()
     limits: LimitSettings = LimitSettings()
     preprocess: PreprocessSettings = PreprocessSettings()
@@ -265,6 +296,12 @@ class Settings(BaseSettings):
         yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(yaml_files())]
         dotenv = _PlatformDotEnv(settings_cls)
         return (init_settings, env_settings, dotenv, *yaml_sources, file_secret_settings)
+
+    @model_validator(mode="after")
+    def _object_store_shares_the_retry_budget(self) -> Settings:
+        if self.object_store.max_attempts is None:
+            self.object_store.max_attempts = self.retry.max_attempts
+        return self
 
     @model_validator(mode="after")
     def _renders_within_the_validated_dpi(self) -> Settings:

@@ -28,6 +28,34 @@ class DependencyMissing(MlopsError):
     """A system program the platform needs (e.g. Tesseract) is not installed."""
 
 
+class RunBusy(MlopsError):
+    """Another run holds the store's lease (one live run per store); the message names it."""
+
+    def __init__(self, message: str, run_id: str):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunSuperseded(RunBusy):
+    """A stopped run cannot go on: a later run has taken over its unfinished documents."""
+
+
+class LeaseLost(RunBusy):
+    """This run stalled past its lease and another run took the store over."""
+
+    def __init__(self, message: str, run_id: str = ""):
+        super().__init__(message, run_id)
+
+
+class RunInterrupted(BaseException):
+    """The run's process was asked to stop (SIGTERM, Ctrl-C). A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` mistakes the stop for a document's fault."""
+
+    def __init__(self, signal_name: str, message: str = ""):
+        super().__init__(message or f"stopped by {signal_name}")
+        self.signal_name = signal_name
+
+
 def describe(error: BaseException | None) -> str:
     """``Type: message`` of an error, for run summaries and logs (a KeyError's message alone is a bare key)."""
     if error is None:

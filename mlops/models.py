@@ -49,6 +49,24 @@ class DocumentStatus(StrEnum):
     STORED = "stored"
 
 
+class RunOutcome(StrEnum):
+    """What became of a run's work (``pipeline_runs.outcome``), apart from the gate's verdict."""
+
+    RUNNING = "running"  # holds or held the store's lease and has not stopped
+    COMPLETED = "completed"  # every stage ran and the report is written: see its verdict
+    INTERRUPTED = "interrupted"  # stopped on request (SIGTERM, Ctrl-C); its documents go to the next run
+    ABANDONED = "abandoned"  # its process died (lease expired); the next run took its documents over
+    ERROR = "error"  # stopped on an infrastructure fault or a bug after its retries
+
+
+class RunVerdict(StrEnum):
+    """The quality gate's verdict on a completed run (``pipeline_runs.verdict``)."""
+
+    PASSED = "passed"
+    WARNING = "warning"
+    FAILED = "failed"
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, use_enum_values=False)
 

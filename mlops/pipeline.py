@@ -1,31 +1,76 @@
-"""Run the whole chain in one process (the CLI's ``run``); Airflow runs the same stages as tasks."""
+"""Run the whole chain in one process (the CLI's ``run``); Airflow runs the same stages as tasks.
+
+The process holds the store's run lease for the whole run (exclusively: a second process with
+the same run id is refused too), renewed by a heartbeat thread, and gives it up when the run is
+closed, whatever the outcome. :func:`stop_on_signals` turns SIGTERM into :class:`RunInterrupted`,
+which closes the run as ``interrupted``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from mlops.config import Settings
-from mlops.errors import describe
-from mlops.stages import STAGE_NAMES, open_context, run_stage
+from mlops.errors import RunInterrupted, describe
+from mlops.io.metadata import RunLease
+from mlops.stages import STAGE_NAMES, interrupted, open_context, run_stage
 from mlops.stages.generate_reports import publish_failure
 
 log = logging.getLogger(__name__)
+_STOP_SIGNALS: list[str] = []  # what stop_on_signals received, if anything
 
 
 def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> dict[str, Any]:
     """Every stage in order; returns run_summary.json. A failing stage re-raises its error after
-    the run's summary and report are published with status failed and that error."""
+    the run's summary and report are published with status failed and that error (outcome
+    ``error``). Raises :class:`mlops.errors.RunBusy` if another run is live on the store, and
+    :class:`RunInterrupted` (the run closed as ``interrupted``) on SIGTERM or Ctrl-C."""
     ctx = open_context(run_id, settings, **options)
-    for name in STAGE_NAMES:
-        try:
-            outcome = run_stage(name, ctx.run_id, ctx=ctx)
-        except Exception as error:
+    ctx.lease = RunLease.for_settings(ctx.metadata, ctx.run_id, ctx.settings, exclusive=True).acquire()
+    if ctx.lease.abandoned:
+        log.warning("runs abandoned by their processes, taken over by %s: %s", ctx.run_id, ", ".join(ctx.lease.abandoned))
+    name = STAGE_NAMES[0]
+    try:
+        for name in STAGE_NAMES:
             try:
-                publish_failure(ctx, name, describe(error))
-            except Exception:
-                log.exception("could not publish the failed run %s", ctx.run_id)
-            raise
+                outcome = run_stage(name, ctx.run_id, ctx=ctx)
+            except Exception as error:
+                if _STOP_SIGNALS:  # e.g. its workers got the same SIGTERM and died first
+                    raise RunInterrupted(_STOP_SIGNALS[0]) from error
+                try:
+                    publish_failure(ctx, name, describe(error))
+                except Exception:
+                    log.exception("could not publish the failed run %s", ctx.run_id)
+                raise
+    except (RunInterrupted, KeyboardInterrupt) as stop:
+        raise interrupted(ctx, name, stop) from None
+    finally:
+        with suppress(Exception):
+            ctx.lease.stop(release=True)
     summary_key = f"{ctx.settings.prefixes.reports}/{ctx.run_id}/run_summary.json"
     return json.loads(ctx.store.get_bytes(summary_key)) | {"report": outcome["report"]}
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`RunInterrupted` in the main thread (once: a
+    second SIGTERM while the run is closing is ignored, SIGKILL remains for the impatient)."""
+    _STOP_SIGNALS.clear()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if _STOP_SIGNALS:
+            return
+        _STOP_SIGNALS.append(signal.Signals(signum).name)
+        raise RunInterrupted(_STOP_SIGNALS[0])
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _STOP_SIGNALS.clear()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mlops.stages import StageContext
 
 RUN_STATUS = {"PASSED": "success", "WARNING": "warning", "FAILED": "failed"}
+VERDICT = {"success": "passed", "warning": "warning", "failed": "failed"}  # status -> RunVerdict
 SEVERITY = ("success", "warning", "failed")  # a run's status, from best to worst
 MAX_CRITICAL_NAMED = 3
 
@@ -117,8 +118,9 @@ def verdict_line(outcome: dict[str, Any]) -> str:
 
 
 def build_summary(ctx: StageContext, error: dict[str, str] | None = None) -> dict[str, Any]:
-    """``error`` ({"task": ..., "message": ...}): the run stopped there; its status is failed and
-    the summary holds what the stages before it produced."""
+    """``error`` ({"task": ..., "message": ...}): the run stopped there; its status is failed, its
+    outcome ``error`` with no verdict, and the summary holds what the stages before it produced.
+    Otherwise the outcome is ``completed`` and ``verdict`` the status as passed/warning/failed."""
     validation = _optional_json(ctx, "validate_extraction/result")
     bias = _optional_json(ctx, "check_bias/result")
     accuracy = _optional_json(ctx, "check_bias/accuracy")
@@ -133,6 +135,8 @@ def build_summary(ctx: StageContext, error: dict[str, str] | None = None) -> dic
         "run_id": ctx.run_id,
         "status": status,
         "status_reasons": reasons,
+        "outcome": "error" if error else "completed",
+        "verdict": None if error else VERDICT[status],
         "error": error,
         "started_at": (run.get("started_at") or datetime.now(UTC)).isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),

@@ -5,7 +5,8 @@ One implementation on SQLAlchemy 2 serves both backends: Postgres in production 
 file for the embedded default. Alembic (``mlops/io/migrations``) is the only thing that creates
 or changes tables; :meth:`MetadataStore.migrate` runs ``alembic upgrade head`` in-process, so no
 ``alembic.ini`` is needed on disk. The ORM classes below mirror the migrations (0001 foundation,
-0002 results, 0003 document attempts) and a test checks that the two agree.
+0002 results, 0003 document attempts, 0004 run lease and run outcomes) and a test checks that the
+two agree.
 
 Contract: every write method is one transaction, and every insert that a retried task may repeat
 is an ``INSERT ... ON CONFLICT`` against a unique constraint, so duplicates are impossible by
@@ -17,18 +18,37 @@ Results (0002): ``extractions`` keeps one row per (sha256, run_id) with the whol
 columns; values are made JSON-safe first (numpy/pandas scalars become Python values, NaN and
 infinities become null). ``findings`` holds a run's anomalies and is replaced as a whole when a
 run is re-checked; ``run_metrics`` is one float per (run_id, name).
+
+Runs (0004): one run at a time works on a store. It holds the ``run_lease`` row, renewed by a
+heartbeat thread (:class:`RunLease`) while it lives; the lease belongs to the run id, so every
+task process of one Airflow run passes and renews it. A run that finds the lease of another run
+live waits or stops (:class:`mlops.errors.RunBusy`); one that finds it expired takes it and marks
+every run still ``running`` as ``abandoned`` with the reason, so its claims can be taken over.
+``pipeline_runs.outcome`` says what became of the work (:class:`mlops.models.RunOutcome`),
+``verdict`` what the gate said of it; ``status`` keeps the old combined value for older readers.
+
+Transient faults (a dropped connection, a server restarting, SQLite busy) are retried with
+exponential backoff within the same budget as the object store (``retry.max_attempts``); integrity
+errors and bad SQL are not retried.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, Self, TextIO, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,7 +56,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from mlops.errors import MlopsError
+from mlops.errors import LeaseLost, MlopsError, RunBusy, RunSuperseded
 from mlops.models import (
     DocumentFormat,
     DocumentRecord,
@@ -44,6 +64,8 @@ from mlops.models import (
     Finding,
     PreprocessRecord,
     QuarantineReason,
+    RunOutcome,
+    RunVerdict,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +77,15 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 IN_CHUNK = 400  # rows or tuples per statement: far below SQLite's bound-parameter limit
 _MIGRATION_LOCK_KEY = 0x6D6C6F7073  # pg_advisory_xact_lock key: one migrator at a time
+_LEASE_LOCK_KEY = 0x6D6C6F7074  # pg_advisory_xact_lock key: one lease change at a time
+LEASE_NAME = "pipeline"  # the one lease of a store: one live run per landing area and database
+FIRST_BACKOFF_SECONDS = 0.5
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+STOPPED_OUTCOMES = (RunOutcome.INTERRUPTED.value, RunOutcome.ABANDONED.value)
+
+log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class MetadataError(MlopsError):
@@ -62,10 +93,17 @@ class MetadataError(MlopsError):
 
 
 class RunStatus(StrEnum):
+    """The old combined state of a run, kept for older readers: ``failed`` is a failed gate or a
+    run that did not finish; :class:`RunOutcome` and :class:`RunVerdict` tell the two apart."""
+
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
     PARTIAL = "partial"
+
+
+VERDICT_OF_STATUS = {RunStatus.SUCCESS: RunVerdict.PASSED, RunStatus.PARTIAL: RunVerdict.WARNING,
+                     RunStatus.FAILED: RunVerdict.FAILED}  # fmt: skip
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -152,6 +190,22 @@ class PipelineRun(Base):
     counts: Mapped[dict[str, Any]]
     settings_fingerprint: Mapped[str] = mapped_column(sa.String(64))
     pipeline_version: Mapped[str] = mapped_column(sa.String(64))
+    outcome: Mapped[str] = mapped_column(sa.String(16), index=True, server_default=RunOutcome.RUNNING.value)
+    outcome_reason: Mapped[str | None] = mapped_column(sa.Text)
+    verdict: Mapped[str | None] = mapped_column(sa.String(16))
+
+
+class RunLeaseRow(Base):
+    """The run allowed to work on the store until ``expires_at`` (renewed by its heartbeat)."""
+
+    __tablename__ = "run_lease"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.String(255))
+    holder: Mapped[str] = mapped_column(sa.String(255))
+    acquired_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
 
 
 class AuditEvent(Base):
@@ -322,16 +376,79 @@ def _plain(value: Any) -> Any:
     return number if math.isfinite(number) else None
 
 
-class MetadataStore:
-    """Metadata on Postgres or SQLite, chosen by the URL alone."""
+def is_transient(error: BaseException, dialect_name: str) -> bool:
+    """A fault worth retrying: the connection dropped or could not be made, the server is going
+    away or restarting, a lock or the pool timed out (SQLite busy). Not integrity errors or bad SQL."""
+    if isinstance(error, sa.exc.TimeoutError):  # no pooled connection free in time
+        return True
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return False
+    if dialect_name == "sqlite":  # also "no such table", "disk I/O error": not transient
+        message = str(error.orig).lower()
+        return "locked" in message or "busy" in message
+    return True
 
-    def __init__(self, url: str | URL) -> None:
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _retried(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a store call again after a transient fault, with exponential backoff and jitter, up to
+    the store's ``max_attempts`` (the first try included). Nested calls retry only at the top.
+
+    Every write is one transaction, so a retry repeats a whole call; the upserts make that safe."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        store: MetadataStore = args[0]  # type: ignore[assignment]
+        if getattr(_RETRY_STATE, "active", False):
+            return method(*args, **kwargs)
+        attempt = 1
+        while True:
+            _RETRY_STATE.active = True
+            try:
+                return method(*args, **kwargs)
+            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
+                if attempt >= store.max_attempts or not is_transient(error, store.engine.dialect.name):
+                    raise
+                delay = min(store.max_backoff_seconds, FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                delay = delay / 2 + random.uniform(0, delay / 2)
+                log.warning("metadata store: %s failed (attempt %d of %d), retrying in %.1f s: %s",
+                            method.__name__, attempt, store.max_attempts, delay, _first_line(error))  # fmt: skip
+            finally:
+                _RETRY_STATE.active = False
+            time.sleep(delay)
+            attempt += 1
+
+    return wrapper
+
+
+_RETRY_STATE = threading.local()
+
+
+class MetadataStore:
+    """Metadata on Postgres or SQLite, chosen by the URL alone.
+
+    ``max_attempts`` and ``max_backoff_seconds``: the retry budget for transient faults (settings
+    ``retry.*``, shared with the object store).
+    """
+
+    def __init__(self, url: str | URL, *, max_attempts: int = 6, max_backoff_seconds: float = 10.0) -> None:
         url = sa.make_url(url)
         self.url = url
+        self.max_attempts = max(1, int(max_attempts))
+        self.max_backoff_seconds = float(max_backoff_seconds)
         if url.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(url)
         else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+            connect_args = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS} if "connect_timeout" not in url.query else {}
+            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
 
@@ -339,7 +456,8 @@ class MetadataStore:
     def from_settings(cls, settings: Settings) -> MetadataStore:
         """The store for ``settings.metadata_url``, or for an Airflow connection if one is named."""
         conn_id = settings.metadata.airflow_conn_id
-        return cls(_airflow_connection_url(conn_id) if conn_id else settings.metadata_url)
+        url = _airflow_connection_url(conn_id) if conn_id else settings.metadata_url
+        return cls(url, max_attempts=settings.retry.max_attempts, max_backoff_seconds=settings.retry.max_backoff_seconds)
 
     def __repr__(self) -> str:
         return f"MetadataStore({self.url.render_as_string(hide_password=True)!r})"
@@ -355,6 +473,7 @@ class MetadataStore:
 
     # -- schema -----------------------------------------------------------------------------
 
+    @_retried
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is already there.
 
@@ -371,6 +490,7 @@ class MetadataStore:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
+    @_retried
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (None before the first migrate)."""
         from alembic.runtime.migration import MigrationContext
@@ -380,17 +500,19 @@ class MetadataStore:
 
     # -- runs -------------------------------------------------------------------------------
 
+    @_retried
     def start_run(self, run_id: str, settings_fingerprint: str, pipeline_version: str) -> bool:
         """Record a run as running. Returns True if the run is new.
 
         A retried task restarting the same run keeps the original started_at; the run goes
-        back to ``running`` with no finished_at.
+        back to ``running`` (outcome too) with no finished_at, reason or verdict.
         """
         now = utcnow()
         row = {
             "run_id": run_id,
             "started_at": now,
             "status": RunStatus.RUNNING.value,
+            "outcome": RunOutcome.RUNNING.value,
             "counts": {},
             "settings_fingerprint": settings_fingerprint,
             "pipeline_version": pipeline_version,
@@ -401,29 +523,194 @@ class MetadataStore:
             conn.execute(
                 sa.update(PipelineRun)
                 .where(PipelineRun.run_id == run_id)
-                .values(status=RunStatus.RUNNING.value, finished_at=None)
+                .values(status=RunStatus.RUNNING.value, outcome=RunOutcome.RUNNING.value, finished_at=None,
+                        outcome_reason=None, verdict=None)
             )
             return False
 
-    def finish_run(self, run_id: str, status: RunStatus | str, counts: dict[str, Any]) -> None:
-        """Close a run with success, failed or partial and its counts (a JSON object)."""
-        status = RunStatus(status)
-        if status is RunStatus.RUNNING:
+    @_retried
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus | str,
+        counts: dict[str, Any],
+        *,
+        outcome: RunOutcome | str = RunOutcome.COMPLETED,
+        verdict: RunVerdict | str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Close a run with its status (success, failed or partial) and counts (a JSON object),
+        and release its lease.
+
+        ``outcome``: completed (the default: the work is done and ``verdict`` is the gate's, by
+        default the one ``status`` implies) or error (the run stopped on a failure: no verdict).
+        """
+        status, outcome = RunStatus(status), RunOutcome(outcome)
+        if status is RunStatus.RUNNING or outcome is RunOutcome.RUNNING:
             raise MetadataError(f"run {run_id!r}: finish_run needs success, failed or partial, not running")
+        if verdict is None and outcome is RunOutcome.COMPLETED:
+            verdict = VERDICT_OF_STATUS[status]
+        values = {
+            "status": status.value,
+            "counts": dict(counts),
+            "finished_at": utcnow(),
+            "outcome": outcome.value,
+            "outcome_reason": reason,
+            "verdict": None if verdict is None else RunVerdict(verdict).value,
+        }
         with self._write() as conn:
-            result = conn.execute(
-                sa.update(PipelineRun)
-                .where(PipelineRun.run_id == run_id)
-                .values(status=status.value, counts=dict(counts), finished_at=utcnow())
-            )
+            result = conn.execute(sa.update(PipelineRun).where(PipelineRun.run_id == run_id).values(**values))
             if result.rowcount != 1:
                 raise MetadataError(f"run {run_id!r} was never started: call start_run first")
+            self._release(conn, run_id)
 
+    @_retried
+    def stop_run(self, run_id: str, outcome: RunOutcome | str, reason: str, *, stage: str = "run") -> None:
+        """Close a run that stopped before its end (``interrupted``, ``error``) with the reason, an
+        audit event, and its lease released. Its documents' attempts in workers are not counted
+        against them: the run stopped for a reason of its own."""
+        outcome = RunOutcome(outcome)
+        if outcome in (RunOutcome.RUNNING, RunOutcome.COMPLETED):
+            raise MetadataError(f"run {run_id!r}: stop_run is for runs that did not finish, not {outcome}")
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(
+                sa.update(PipelineRun)
+                .where(PipelineRun.run_id == run_id)
+                .values(status=RunStatus.FAILED.value, outcome=outcome.value, outcome_reason=reason,
+                        verdict=None, finished_at=now)
+            )
+            self._forget_attempts_of(conn, run_id)
+            self._release(conn, run_id)
+            self._event(conn, run_id, stage, outcome.value, {"reason": reason})
+
+    @_retried
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         return self._one(sa.select(PipelineRun.__table__).where(PipelineRun.run_id == run_id))
 
+    @_retried
+    def runs(self, outcome: RunOutcome | str | None = None) -> list[dict[str, Any]]:
+        """Every run (optionally with this outcome), oldest first."""
+        table = PipelineRun.__table__
+        query = sa.select(table).order_by(table.c.started_at, table.c.run_id)
+        if outcome is not None:
+            query = query.where(table.c.outcome == RunOutcome(outcome).value)
+        return self._all(query)
+
+    # -- the run lease ----------------------------------------------------------------------
+
+    @_retried
+    def acquire_lease(
+        self, run_id: str, holder: str, ttl_seconds: float, *, exclusive: bool = False, continuing: bool = False
+    ) -> list[str]:
+        """Take the store's lease for ``run_id`` until ``ttl_seconds`` from now, or renew it.
+
+        Every process of the run holding the lease passes (Airflow runs each task in a process
+        of its own); with ``exclusive`` only ``holder`` itself does (one process is the whole run,
+        as with ``python -m mlops run``). Raises :class:`RunBusy` naming the run whose lease is
+        live. A free or expired lease is taken, and every other run still ``running`` is marked
+        ``abandoned`` with its reason (their claims go to this run); returns their ids.
+        ``continuing``: the run resumes past its first stage, which a run that was interrupted
+        or abandoned may not do once a later run has started (raises :class:`RunSuperseded`).
+        """
+        now = utcnow()
+        table = RunLeaseRow.__table__
+        with self._write() as conn:
+            if self.is_postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LEASE_LOCK_KEY)))
+            lease = conn.execute(sa.select(table).where(table.c.name == LEASE_NAME)).first()
+            live = lease is not None and lease.expires_at > now
+            if live and (lease.run_id != run_id or (exclusive and lease.holder != holder)):
+                raise RunBusy(_busy_message(lease, run_id, now), run_id=lease.run_id)
+            if continuing:
+                self._refuse_superseded(conn, run_id)
+            abandoned: list[str] = []
+            if lease is None or lease.run_id != run_id:
+                abandoned = self._abandon_others(conn, run_id, lease, now)
+            row = {"run_id": run_id, "holder": holder, "heartbeat_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+            if lease is None:
+                conn.execute(sa.insert(table).values(name=LEASE_NAME, acquired_at=now, **row))
+            else:
+                acquired = lease.acquired_at if lease.run_id == run_id else now
+                conn.execute(sa.update(table).where(table.c.name == LEASE_NAME).values(acquired_at=acquired, **row))
+            return abandoned
+
+    @_retried
+    def renew_lease(self, run_id: str, holder: str, ttl_seconds: float) -> bool:
+        """The heartbeat: extend the lease if ``run_id`` still holds it (False: it does not)."""
+        now = utcnow()
+        table = RunLeaseRow.__table__
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(table)
+                .where(table.c.name == LEASE_NAME, table.c.run_id == run_id)
+                .values(holder=holder, heartbeat_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
+            )
+            return result.rowcount == 1
+
+    @_retried
+    def release_lease(self, run_id: str) -> bool:
+        """Give the lease up if ``run_id`` holds it; True if it did."""
+        with self._write() as conn:
+            return self._release(conn, run_id)
+
+    @_retried
+    def lease(self) -> dict[str, Any] | None:
+        """The lease row (run_id, holder, acquired_at, heartbeat_at, expires_at), live or not."""
+        return self._one(sa.select(RunLeaseRow.__table__).where(RunLeaseRow.name == LEASE_NAME))
+
+    def _release(self, conn: Connection, run_id: str) -> bool:
+        table = RunLeaseRow.__table__
+        result = conn.execute(sa.delete(table).where(table.c.name == LEASE_NAME, table.c.run_id == run_id))
+        return result.rowcount == 1
+
+    def _refuse_superseded(self, conn: Connection, run_id: str) -> None:
+        runs = PipelineRun.__table__
+        own = conn.execute(sa.select(runs.c.started_at, runs.c.outcome, runs.c.outcome_reason)
+                           .where(runs.c.run_id == run_id)).first()  # fmt: skip
+        if own is None or own.outcome not in STOPPED_OUTCOMES:
+            return
+        later = conn.execute(
+            sa.select(runs.c.run_id).where(runs.c.started_at > own.started_at, runs.c.run_id != run_id)
+            .order_by(runs.c.started_at.desc()).limit(1)
+        ).scalar()
+        if later is not None:
+            raise RunSuperseded(
+                f"run {run_id!r} was {own.outcome} ({own.outcome_reason}) and run {later!r} has started since, "
+                f"taking over its unfinished documents: it cannot go on. Start a new run instead.",
+                run_id=later,
+            )
+
+    def _abandon_others(self, conn: Connection, run_id: str, lease: Any, now: datetime) -> list[str]:
+        """Every other run still ``running``: its process is gone (it holds no live lease)."""
+        runs = PipelineRun.__table__
+        stale = list(conn.scalars(sa.select(runs.c.run_id).where(
+            runs.c.outcome == RunOutcome.RUNNING.value, runs.c.run_id != run_id).order_by(runs.c.started_at)))  # fmt: skip
+        for stale_id in stale:
+            if lease is not None and lease.run_id == stale_id:
+                reason = (f"its lease expired at {_clock(lease.expires_at)} (last heartbeat {_clock(lease.heartbeat_at)} "
+                          f"from {lease.holder}); run {run_id} took over its unfinished documents")  # fmt: skip
+            else:
+                reason = f"still running with no live lease at {_clock(now)}; run {run_id} took over its unfinished documents"
+            conn.execute(
+                sa.update(runs).where(runs.c.run_id == stale_id, runs.c.outcome == RunOutcome.RUNNING.value)
+                .values(status=RunStatus.FAILED.value, outcome=RunOutcome.ABANDONED.value, outcome_reason=reason,
+                        verdict=None, finished_at=now)
+            )
+            self._event(conn, stale_id, "run", RunOutcome.ABANDONED.value, {"reason": reason, "taken_over_by": run_id})
+            log.warning("run %s marked abandoned: %s", stale_id, reason)
+        if stale:
+            self._event(conn, run_id, "run", "took_over", {"abandoned_runs": stale})
+        return stale
+
+    def _event(self, conn: Connection, run_id: str, stage: str, event: str, details: dict[str, Any]) -> None:
+        row = {"run_id": run_id, "stage": stage, "sha256": None, "event": event,
+               "details": json.loads(json.dumps(details, default=_json_default)), "created_at": utcnow()}  # fmt: skip
+        conn.execute(sa.insert(AuditEvent), [row])
+
     # -- landing objects --------------------------------------------------------------------
 
+    @_retried
     def landing_claims(
         self, source_keys_with_etags: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -440,11 +727,13 @@ class MetadataStore:
                     taken[(row.source_key, row.etag)] = _row_dict(row)
         return taken
 
+    @_retried
     def landing_objects(self, run_id: str) -> list[dict[str, Any]]:
         """The landing objects a run holds, in key order."""
         table = LandingObject.__table__
         return self._all(sa.select(table).where(table.c.run_id == run_id).order_by(table.c.source_key))
 
+    @_retried
     def reassign_landing_object(self, source_key: str, etag: str, run_id: str) -> None:
         """Hand a landing object an unfinished earlier run took over to ``run_id``."""
         table = LandingObject.__table__
@@ -455,6 +744,7 @@ class MetadataStore:
                 .values(run_id=run_id)
             )
 
+    @_retried
     def claim_landing_object(
         self, run_id: str, source_key: str, etag: str, size_bytes: int, sha256: str, is_duplicate: bool
     ) -> bool:
@@ -476,6 +766,7 @@ class MetadataStore:
 
     # -- documents --------------------------------------------------------------------------
 
+    @_retried
     def register_document(self, doc: DocumentRecord, run_id: str) -> bool:
         """Insert a newly acquired document (status ``acquired``). True if it is new.
 
@@ -508,9 +799,11 @@ class MetadataStore:
             )
             return False
 
+    @_retried
     def get_document(self, sha256: str) -> dict[str, Any] | None:
         return self._one(sa.select(Document.__table__).where(Document.sha256 == sha256))
 
+    @_retried
     def documents(
         self, run_id: str | None = None, status: DocumentStatus | str | None = None
     ) -> list[dict[str, Any]]:
@@ -522,6 +815,7 @@ class MetadataStore:
             query = query.where(Document.status == DocumentStatus(status).value)
         return self._all(query)
 
+    @_retried
     def update_document(
         self,
         sha256: str,
@@ -552,6 +846,7 @@ class MetadataStore:
 
     # -- audit log --------------------------------------------------------------------------
 
+    @_retried
     def record_event(
         self,
         run_id: str,
@@ -572,6 +867,7 @@ class MetadataStore:
         with self._write() as conn:
             conn.execute(sa.insert(AuditEvent), [row])
 
+    @_retried
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Audit events in the order they were written, optionally of one run."""
         return self._all(self._events_query(run_id))
@@ -593,12 +889,14 @@ class MetadataStore:
 
     # -- watermarks -------------------------------------------------------------------------
 
+    @_retried
     def is_processed(self, sha256: str, pipeline_version: str) -> bool:
         query = sa.select(sa.literal(1)).where(
             ProcessedDocument.sha256 == sha256, ProcessedDocument.pipeline_version == pipeline_version
         )
         return self._one(query) is not None
 
+    @_retried
     def processed_set(self, pipeline_version: str) -> set[str]:
         """SHA-256 of every document this pipeline version has processed."""
         query = sa.select(ProcessedDocument.sha256).where(
@@ -607,6 +905,7 @@ class MetadataStore:
         with self.engine.connect() as conn:
             return set(conn.scalars(query))
 
+    @_retried
     def mark_processed(self, shas: Iterable[str], pipeline_version: str, run_id: str) -> int:
         """Set the watermark for these documents; returns how many were not marked before."""
         now = utcnow()
@@ -619,6 +918,7 @@ class MetadataStore:
 
     # -- attempts (poison documents) --------------------------------------------------------
 
+    @_retried
     def document_attempts(self, stage: str, shas: Iterable[str]) -> dict[str, int]:
         """Unfinished attempts of ``stage`` on these documents (absent: none)."""
         table = DocumentAttempt.__table__
@@ -631,6 +931,7 @@ class MetadataStore:
                 found.update(dict(conn.execute(query).all()))
         return found
 
+    @_retried
     def begin_attempt(self, sha256: str, stage: str, run_id: str) -> None:
         """Count one more attempt of ``stage`` on a document, before it goes to a worker."""
         table = DocumentAttempt.__table__
@@ -643,6 +944,7 @@ class MetadataStore:
         with self._write() as conn:
             conn.execute(stmt)
 
+    @_retried
     def end_attempts(self, stage: str, shas: Iterable[str]) -> None:
         """Forget the attempts of ``stage`` on documents it has finished with, whatever the outcome."""
         table = DocumentAttempt.__table__
@@ -650,8 +952,16 @@ class MetadataStore:
             for chunk in _chunks(list(dict.fromkeys(shas))):
                 conn.execute(sa.delete(table).where(table.c.stage == stage, table.c.sha256.in_(chunk)))
 
+    def _forget_attempts_of(self, conn: Connection, run_id: str) -> None:
+        """Take back the attempts ``run_id`` counted last (its documents are not to blame)."""
+        table = DocumentAttempt.__table__
+        mine = table.c.last_run_id == run_id
+        conn.execute(sa.delete(table).where(mine, table.c.attempts <= 1))
+        conn.execute(sa.update(table).where(mine).values(attempts=table.c.attempts - 1, updated_at=utcnow()))
+
     # -- preprocess results -----------------------------------------------------------------
 
+    @_retried
     def save_preprocess_results(self, run_id: str, records: Iterable[PreprocessRecord]) -> None:
         """Upsert per-document measurements of a run (a retried task overwrites its own rows)."""
         latest = {record.sha256: record for record in records}
@@ -667,12 +977,14 @@ class MetadataStore:
                 }
                 conn.execute(stmt.on_conflict_do_update(index_elements=["sha256", "run_id"], set_=updated))
 
+    @_retried
     def preprocess_results(self, run_id: str) -> list[PreprocessRecord]:
         """The measurements saved for one run, by sha256."""
         table = PreprocessResult.__table__
         query = sa.select(table).where(table.c.run_id == run_id).order_by(table.c.sha256)
         return [PreprocessRecord.model_validate(row) for row in self._all(query)]
 
+    @_retried
     def phashes(self, exclude_run_id: str | None = None) -> list[tuple[str, str]]:
         """(sha256, phash) of every document measured so far, for near-duplicate detection."""
         query = sa.select(PreprocessResult.sha256, PreprocessResult.phash).distinct()
@@ -683,6 +995,7 @@ class MetadataStore:
 
     # -- extractions ------------------------------------------------------------------------
 
+    @_retried
     def save_extractions(
         self, run_id: str, rows: list[dict[str, Any]], validation_pass: dict[str, bool] | None = None
     ) -> int:
@@ -722,6 +1035,7 @@ class MetadataStore:
                 conn.execute(stmt.on_conflict_do_update(index_elements=["sha256", "run_id"], set_=updated))
         return len(records)
 
+    @_retried
     def extractions(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Flat extraction rows: the saved ``Extraction.row()`` plus ``run_id`` and ``validation_pass``.
 
@@ -739,6 +1053,7 @@ class MetadataStore:
                 for row in conn.execute(query)
             ]
 
+    @_retried
     def field_history(
         self, fields: Sequence[str], exclude_run_id: str | None = None, limit: int = 5000
     ) -> pd.DataFrame:
@@ -765,6 +1080,7 @@ class MetadataStore:
 
     # -- findings and metrics ---------------------------------------------------------------
 
+    @_retried
     def replace_findings(self, run_id: str, findings: Iterable[Finding]) -> int:
         """Delete the run's findings and insert these in one transaction; return how many."""
         now = utcnow()
@@ -788,6 +1104,7 @@ class MetadataStore:
                 conn.execute(sa.insert(table), list(chunk))
         return len(rows)
 
+    @_retried
     def findings(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Findings in the order they were written (id, run_id, sha256, field, value, detector,
         severity, reason, created_at), optionally of one run."""
@@ -795,6 +1112,7 @@ class MetadataStore:
         query = sa.select(table).order_by(table.c.id)
         return self._all(query if run_id is None else query.where(table.c.run_id == run_id))
 
+    @_retried
     def save_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Upsert named numbers of a run on (run_id, name); NaN and None are stored as NULL."""
         rows = [
@@ -813,6 +1131,7 @@ class MetadataStore:
                     )
                 )
 
+    @_retried
     def metrics(self, run_id: str) -> dict[str, float]:
         """The run's metrics by name (a NULL value comes back as NaN)."""
         query = (
@@ -854,6 +1173,116 @@ class MetadataStore:
     def _all(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [_row_dict(row) for row in conn.execute(query)]
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _busy_message(lease: Any, run_id: str, now: datetime) -> str:
+    same = lease.run_id == run_id
+    who = f"another process of run {run_id!r} ({lease.holder})" if same else f"run {lease.run_id!r} ({lease.holder})"
+    return (
+        f"{who} is live on this store: its last heartbeat was {(now - lease.heartbeat_at).total_seconds():.0f} s ago "
+        f"and its lease runs until {_clock(lease.expires_at)}. One run at a time: wait for it to finish, or set "
+        f"lease.wait_seconds to wait; a run killed without closing is taken over once its lease expires."
+    )
+
+
+def lease_holder() -> str:
+    """Who renews a lease: host and process, for the busy message and the abandoned reason."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunLease:
+    """A run's hold on the store while this process works for it: acquired (waiting up to
+    ``wait_seconds`` for another run's live lease), then renewed every ``heartbeat_seconds`` by a
+    daemon thread until :meth:`stop`. If the renewal finds the lease gone to another run (this
+    process stalled past ``ttl_seconds``), :attr:`lost` is set and :meth:`check` raises."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        run_id: str,
+        *,
+        ttl_seconds: float,
+        heartbeat_seconds: float,
+        wait_seconds: float = 0.0,
+        exclusive: bool = False,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.ttl_seconds = ttl_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.wait_seconds = wait_seconds
+        self.exclusive = exclusive
+        self.holder = lease_holder()
+        self.abandoned: list[str] = []
+        self.lost = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_settings(cls, store: MetadataStore, run_id: str, settings: Settings, *, exclusive: bool = False) -> RunLease:
+        lease = settings.lease
+        return cls(store, run_id, ttl_seconds=lease.ttl_seconds, heartbeat_seconds=lease.heartbeat_seconds,
+                   wait_seconds=lease.wait_seconds, exclusive=exclusive)  # fmt: skip
+
+    def acquire(self, *, continuing: bool = False) -> RunLease:
+        """Take the lease (waiting for a live one up to ``wait_seconds``) and start the heartbeat."""
+        deadline = time.monotonic() + self.wait_seconds
+        announced = False
+        while True:
+            try:
+                self.abandoned = self.store.acquire_lease(
+                    self.run_id, self.holder, self.ttl_seconds, exclusive=self.exclusive, continuing=continuing
+                )
+                break
+            except RunBusy as busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                if not announced:
+                    log.warning("waiting up to %.0f s for the store: %s", self.wait_seconds, busy)
+                    announced = True
+                time.sleep(min(self.heartbeat_seconds, remaining))
+        self._start()
+        return self
+
+    def _start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(self.heartbeat_seconds):
+            try:
+                if self.store.renew_lease(self.run_id, self.holder, self.ttl_seconds):
+                    continue
+            except Exception as error:  # noqa: BLE001 - the next beat tries again; the lease has slack
+                log.warning("run %s: lease heartbeat failed: %s", self.run_id, _first_line(error))
+                continue
+            if not self._stopping.is_set():
+                self.lost = True
+                log.error("run %s lost its lease on the store (another run took over): stopping", self.run_id)
+            return
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` if another run took the lease over."""
+        if self.lost:
+            raise LeaseLost(
+                f"run {self.run_id!r} lost its lease on the store: it stalled longer than lease.ttl_seconds "
+                f"({self.ttl_seconds:g} s) and another run took over its documents. Start a new run."
+            )
+
+    def stop(self, *, release: bool = False) -> None:
+        """Stop the heartbeat; give the lease up too with ``release`` (the run is over)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.heartbeat_seconds + 30)
+            self._thread = None
+        if release:
+            self.store.release_lease(self.run_id)
 
 
 def _sqlite_engine(url: URL) -> Engine:

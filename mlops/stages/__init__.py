@@ -1,7 +1,9 @@
 """The pipeline's stages. Each module is named after its Airflow task id and exposes
 ``run(ctx, batch=None) -> dict``: a small summary (counts, keys) fit for XCom and the CLI.
 
-Runners (the DAG, dvc.yaml, the CLI) only call :func:`run_stage`.
+Runners (the DAG, dvc.yaml, the CLI) only call :func:`run_stage`. It holds the store's run lease
+while the stage works (:class:`mlops.io.metadata.RunLease`): one live run per store, every
+process of that run let through.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from functools import cached_property
 from typing import Any
 
 from mlops.config import Settings, get_settings
+from mlops.errors import RunInterrupted
 from mlops.io.catalog import Catalog
-from mlops.io.metadata import MetadataStore
+from mlops.io.metadata import MetadataStore, RunLease
 from mlops.io.objects import ObjectStore, open_object_store
+from mlops.models import RunOutcome
 
 STAGE_NAMES: tuple[str, ...] = (
     "acquire_documents",
@@ -47,6 +51,7 @@ class StageContext:
     reprocess: bool = False
     max_documents: int | None = None
     as_of: date | None = None
+    lease: RunLease | None = None  # held by the runner across stages (the CLI's run), else per stage
 
     @cached_property
     def run_date(self) -> date:
@@ -100,18 +105,53 @@ def run_stage(
     ctx: StageContext | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Run one stage for one run; records its duration in the audit log and returns its summary."""
+    """Run one stage for one run; records its duration in the audit log and returns its summary.
+
+    Without a lease in ``ctx`` the stage takes the store's lease for its run (waiting or raising
+    :class:`mlops.errors.RunBusy` while another run's is live) and keeps it renewed while it works;
+    the lease outlives the stage (the run's next task comes in another process) until the run is
+    closed. A stage stopped by SIGTERM or Ctrl-C closes its run as ``interrupted``.
+    """
     if name not in STAGE_NAMES:
         raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
     module = importlib.import_module(f"mlops.stages.{name}")
     ctx = ctx or open_context(run_id, settings, **options)
     run_id = ctx.run_id
-    if name == STAGE_NAMES[0] or ctx.metadata.get_run(run_id) is None:
-        ctx.metadata.start_run(run_id, ctx.settings.fingerprint(), ctx.settings.pipeline_version)
-    started = time.monotonic()
-    summary = module.run(ctx, batch=batch) if batch is not None else module.run(ctx)
-    seconds = round(time.monotonic() - started, 3)
-    ctx.catalog.save_json(f"{name}/summary" if batch is None else f"{name}/summary-{batch:04d}", summary)
-    ctx.audit(name, "stage_finished", seconds=seconds, batch=batch, summary=summary)
+    lease = ctx.lease
+    if lease is None:
+        lease = RunLease.for_settings(ctx.metadata, run_id, ctx.settings).acquire(continuing=name != STAGE_NAMES[0])
+    try:
+        lease.check()
+        if name == STAGE_NAMES[0] or ctx.metadata.get_run(run_id) is None:
+            ctx.metadata.start_run(run_id, ctx.settings.fingerprint(), ctx.settings.pipeline_version)
+        started = time.monotonic()
+        summary = module.run(ctx, batch=batch) if batch is not None else module.run(ctx)
+        seconds = round(time.monotonic() - started, 3)
+        lease.check()
+        ctx.catalog.save_json(f"{name}/summary" if batch is None else f"{name}/summary-{batch:04d}", summary)
+        ctx.audit(name, "stage_finished", seconds=seconds, batch=batch, summary=summary)
+    except (RunInterrupted, KeyboardInterrupt) as stop:
+        if ctx.lease is None:  # the runner holding the lease closes the run itself
+            raise interrupted(ctx, name, stop) from None
+        raise
+    finally:
+        if ctx.lease is None:
+            lease.stop()
     log.info("%s finished in %.1f s: %s", name, seconds, summary)
     return summary
+
+
+def interrupted(ctx: StageContext, stage: str, stop: BaseException) -> RunInterrupted:
+    """Close the run as ``interrupted`` (reason, audit event, lease released, its documents'
+    attempts not counted against them); return the error to raise, with the message to show."""
+    signal_name = stop.signal_name if isinstance(stop, RunInterrupted) else "SIGINT (Ctrl-C)"
+    reason = f"stopped by {signal_name} during {stage}"
+    try:
+        ctx.metadata.stop_run(ctx.run_id, RunOutcome.INTERRUPTED, reason, stage=stage)
+    except Exception:  # say what happened even when the database is gone too
+        log.exception("could not record that run %s was interrupted", ctx.run_id)
+    log.warning("run %s %s; its unfinished documents go to the next run", ctx.run_id, reason)
+    return RunInterrupted(
+        signal_name,
+        f"run {ctx.run_id} interrupted: {reason}. Nothing is lost: the next run takes its unfinished documents.",
+    )

@@ -44,7 +44,10 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
     for folder in (ctx.run_id, "latest"):
         ctx.store.put_bytes(f"{reports}/{folder}/run_summary.json", body, content_type="application/json")
         ctx.store.put_bytes(f"{reports}/{folder}/report.html", html.encode(), content_type="text/html")
-    ctx.metadata.finish_run(ctx.run_id, FINAL_STATUS[summary["status"]], summary["documents"])
+    ctx.metadata.finish_run(
+        ctx.run_id, FINAL_STATUS[summary["status"]], summary["documents"], outcome=summary.get("outcome", "completed"),
+        verdict=summary.get("verdict"), reason="; ".join(summary["status_reasons"]) if summary.get("error") else None,
+    )  # fmt: skip
     outcome = {
         "run_id": ctx.run_id,
         "status": summary["status"],

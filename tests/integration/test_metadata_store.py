@@ -63,7 +63,7 @@ def test_migrate_again_changes_nothing_and_keeps_data(metadata_store):
 
     metadata_store.migrate()
 
-    assert metadata_store.schema_revision() == "0003"
+    assert metadata_store.schema_revision() == "0004"
     assert metadata_store.get_document(sha(1))["source_key"] == "landing/loan-1.pdf"
 
 
