@@ -207,7 +207,11 @@ class QualitySettings(BaseModel):
     min_known_doc_type_share: float = Field(
         0.8, ge=0, le=1, description="share of documents classified as a known loan document type"
     )
-    data_docs: bool = True
+    data_docs: bool = Field(
+        False,
+        description="also build GX's own Data Docs site (its pages load styling from public CDNs); "
+        "every run publishes reports/<run_id>/validation.html, which works offline, either way",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> QualitySettings:

@@ -113,10 +113,7 @@ def render_html(
     plotly.js from (relative to the page); None inlines it.
     """
     details = details or {}
-    environment = Environment(
-        loader=PackageLoader("mlops.reporting", "templates"), autoescape=True, trim_blocks=True
-    )
-    return environment.get_template("report.html.j2").render(
+    return _environment().get_template("report.html.j2").render(
         plotlyjs=None if plotly_src else Markup(get_plotlyjs()),
         plotly_src=plotly_src,
         header=_header(summary),
@@ -127,6 +124,42 @@ def render_html(
         bias=_bias(summary.get("bias"), details),
         stages=_stages(summary.get("stage_seconds")),
     )
+
+
+def render_validation_html(run_id: str, validation: dict[str, Any], files: dict[str, str]) -> str:
+    """The page behind the report's validation section: every expectation of the gate's suites,
+    failed first, with what it allows, what was seen and which files broke it. It replaces GX's
+    own Data Docs site, which loads its styling and scripts from public CDNs and a logo from
+    GX's bucket, so it is blank offline and calls out when online."""
+    details = {"files": files, "failing_rows": validation.get("failing_rows") or {}}
+    outcomes = validation.get("expectations") or []
+    rows = {
+        success: [["critical" if o.get("critical") else "scored", *_expectation_row(o, details)]
+                  for o in outcomes if bool(o.get("success")) is success]
+        for success in (False, True)
+    }  # fmt: skip
+    thresholds = validation.get("thresholds") or {}
+    status = str(validation.get("status", "unknown"))
+    return _environment().get_template("validation.html.j2").render(
+        run_id=run_id,
+        status=status,
+        colour=status_colour(status),
+        rows=validation.get("rows", 0),
+        suites=[validation.get("suite_name", "?"), f"{validation.get('suite_name', '?')}_critical"],
+        score=f"{validation.get('score', 0):.2f}",
+        passed=validation.get("successful_expectations", 0),
+        scored=validation.get("evaluated_expectations", 0),
+        thresholds={name: thresholds[name] for name in ("passed", "warning") if name in thresholds},
+        critical=validation.get("critical_expectations", 0),
+        critical_failed=len(validation.get("critical_failures") or []),
+        columns=("kind", *EXPECTATION_COLUMNS),
+        failed_rows=rows[False],
+        passed_rows=rows[True],
+    )
+
+
+def _environment() -> Environment:
+    return Environment(loader=PackageLoader("mlops.reporting", "templates"), autoescape=True, trim_blocks=True)
 
 
 def plotly_asset() -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlops.alerts import send_run_alerts
 from mlops.errors import DatasetNotFound
-from mlops.reporting import render_html, summary_problems
+from mlops.reporting import PLOTLY_ASSET, plotly_asset, render_html, summary_problems
 from mlops.run_summary import build_summary, quarantine_events
 from mlops.stages import StageContext
 
@@ -37,9 +37,10 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
     problems = summary_problems(summary)
     if problems:
         raise ValueError(f"run_summary.json of run {ctx.run_id} is malformed: {'; '.join(problems)}")
-    html = render_html(summary, report_details(ctx))
-
     reports = ctx.settings.prefixes.reports
+    if not ctx.store.exists(f"{reports}/{PLOTLY_ASSET}"):
+        ctx.store.put_bytes(f"{reports}/{PLOTLY_ASSET}", plotly_asset(), content_type="text/javascript")
+    html = render_html(summary, report_details(ctx), plotly_src=f"../{PLOTLY_ASSET}")
     body = json.dumps(summary, indent=2, default=str).encode()
     for folder in (ctx.run_id, "latest"):
         ctx.store.put_bytes(f"{reports}/{folder}/run_summary.json", body, content_type="application/json")
@@ -66,17 +67,20 @@ def report_details(ctx: StageContext) -> dict[str, Any]:
         "quarantined": [
             {"filename": event.get("key", "").rsplit("/", 1)[-1], "reason": event["reason"], "detail": event["detail"]}
             for event in quarantine_events(ctx).values()
-        ]
+        ],
+        "files": {doc["sha256"]: doc["original_filename"] for doc in ctx.metadata.documents(run_id=ctx.run_id)},
     }
     try:
         validation = ctx.catalog.load_json("validate_extraction/result")
         details["failing_expectations"] = [
             outcome for outcome in validation["expectations"] if not outcome["success"]
         ]
+        details["failing_rows"] = validation.get("failing_rows") or {}
         details["findings"] = ctx.catalog.load_records("detect_anomalies/findings")[:MAX_FINDINGS_SHOWN]
         bias = ctx.catalog.load_json("check_bias/result")
         details["bias_flags"] = bias["flags"]
         details["bias_thresholds"] = bias["thresholds"]
+        details["bias_dimensions"] = bias.get("dimensions") or {}
     except DatasetNotFound:
         pass  # an earlier stage did not run: the report shows those sections as "not run"
     return details

@@ -4,8 +4,12 @@ One GX checkpoint for the whole run (importing GX costs seconds; validating is c
 the suite file in ``config/expectations/`` and the critical expectations generated from
 ``REQUIRED_FIELDS`` (completeness per document type, mean field confidence, known-type share).
 A failed critical expectation makes the run FAILED; otherwise the score maps to PASSED / WARNING /
-FAILED by the configured thresholds. Rows that break expectations are traced to their documents,
-and the GX Data Docs site is published under ``reports/<run_id>/data_docs/``.
+FAILED by the configured thresholds. Rows that break expectations are traced to their documents.
+
+Every expectation's result is published as ``reports/<run_id>/validation.html`` (the summary's
+``data_docs``): a page of our own that works offline. GX's Data Docs site loads its styling
+from public CDNs, so it is built only when ``quality.data_docs`` asks for it, under
+``reports/<run_id>/data_docs/`` (``gx_data_docs``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from mlops.quality.expectations import GateThresholds, validate_extractions
+from mlops.reporting import render_validation_html
 from mlops.stages import StageContext
 
 STAGE = "validate_extraction"
@@ -45,9 +50,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
             data_docs_dir=Path(docs_dir) if settings.data_docs else None,
             as_of=ctx.run_date,
         )
-        data_docs = publish_directory(ctx, Path(docs_dir), "data_docs") if result.data_docs_index else None
+        gx_data_docs = publish_directory(ctx, Path(docs_dir), "data_docs") if result.data_docs_index else None
     summary = result.summary()
-    ctx.catalog.save_json(f"{STAGE}/result", summary | {"data_docs": data_docs})
+    files = {doc["sha256"]: doc["original_filename"] for doc in ctx.metadata.documents(run_id=ctx.run_id)}
+    page = f"{ctx.settings.prefixes.reports}/{ctx.run_id}/validation.html"
+    ctx.store.put_bytes(page, render_validation_html(ctx.run_id, summary, files).encode(), content_type="text/html")
+    data_docs = ctx.store.uri(page)
+    ctx.catalog.save_json(f"{STAGE}/result", summary | {"data_docs": data_docs, "gx_data_docs": gx_data_docs})
     for sha256, broken in result.failing_rows.items():
         ctx.audit(STAGE, "expectations_failed", sha256=sha256, expectations=broken)
     if result.critical_failures:

@@ -159,6 +159,9 @@ def check_report_in_a_browser(report: Path, summary: dict, anomalous_files: set[
         assert visit.overflow_px <= 0, (visit.width, visit.overflow_px)
         assert visit.charts_drawn >= 5, visit.width
         assert any(name in visit.body_text for name in anomalous_files), visit.width
+    for visit in browser.visit(report.with_name("validation.html")):  # every expectation, offline
+        assert visit.first_text.upper().startswith(f"{summary['validation']['status']} VALIDATION OF RUN"), visit
+        assert visit.console_errors == [] and visit.failed_requests == [] and visit.overflow_px <= 0, visit
 
 
 def test_a_failing_task_leaves_an_audit_event(airflow_db, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mlops.models import (
     FIELD_NAMES,
     REQUIRED_FIELDS,
     UNKNOWN_DOCUMENT_TYPE,
+    DocumentRecord,
     Extraction,
     FieldValue,
 )
@@ -360,3 +362,29 @@ def test_the_stage_reads_the_minimums_from_the_settings_and_names_critical_failu
     run_summary = build_summary(ctx)  # what run_summary.json will say
     assert run_summary["status"] == "failed"
     assert run_summary["validation"]["critical_failures"] == [MEAN_CONFIDENCE]
+
+
+def test_the_stage_publishes_every_expectation_on_a_page_that_needs_no_internet(tmp_path):
+    ctx = stage_context(tmp_path, quality={"data_docs": False})
+    frame = clean_frame(10)
+    frame.loc[3, "interest_rate"] = 48.0
+    document = DocumentRecord(
+        sha256=sha(3), source_key="landing/a.pdf", original_filename="statement-march.pdf",
+        size_bytes=10, raw_key=f"raw/{sha(3)}",
+    )  # fmt: skip
+    ctx.metadata.register_document(document, ctx.run_id)
+    ctx.catalog.save_table("extract_data/part-0000", frame)
+
+    validate_extraction.run(ctx)
+
+    saved = ctx.catalog.load_json("validate_extraction/result")
+    assert saved["gx_data_docs"] is None
+    page = ctx.store.get_bytes(f"{ctx.settings.prefixes.reports}/{ctx.run_id}/validation.html").decode()
+    assert saved["data_docs"] == ctx.store.uri(f"{ctx.settings.prefixes.reports}/{ctx.run_id}/validation.html")
+    assert "Validation of run run-1" in page and "the extractions of run run-1 (10 documents)" in page
+    failed = page[page.index('id="failed"') : page.index('id="passed"')]
+    assert "expect_column_values_to_be_between" in failed and "interest_rate" in failed
+    assert "statement-march.pdf" in failed and "1 row (10.0%)" in failed
+    passed = page[page.index('id="passed"') :]
+    assert "doc_type == billing_statement [critical]" in passed
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing loaded from elsewhere
