@@ -139,9 +139,10 @@ class AlertRules(_Strict):
 
 
 def load_rules(path: Path) -> AlertRules:
-    """Parse and validate the rules file; a missing file means no alerts. Raises ConfigError
-    naming the file, the key and the fix."""
+    """Parse and validate the rules file; a missing file means no alerts (said at WARNING).
+    Raises ConfigError naming the file, the key and the fix."""
     if not path.is_file():
+        log.warning("no alert rules file at %s (alerts.rules_file): no alerts are sent", path)
         return AlertRules()
     try:
         return AlertRules.model_validate(yaml.safe_load(path.read_text()) or {})
@@ -430,6 +431,7 @@ def _send_slack(url: str, title: str, body: str, timeout: float) -> None:
 def _send_apprise(url: str, title: str, body: str, severity: str) -> None:
     import apprise
 
+    logging.getLogger("apprise").setLevel(logging.WARNING)  # "Notifying 1 service(s)" per alert: ours says it
     notifier = apprise.Apprise()
     if not notifier.add(url):
         raise DeliveryError("apprise does not accept this channel's URL: check the channel's settings")
