@@ -252,11 +252,13 @@ def test_each_rule_fires_above_its_threshold_and_not_below(rule, changes, fires)
     assert not evaluate(THRESHOLDS, FACTS)
 
 
-def test_accuracy_history_and_freshness_are_read_from_the_metadata_store(tmp_path, receivers):
-    """accuracy_drop compares with earlier runs' stored metrics; freshness with the newest document."""
+def test_accuracy_history_and_freshness_are_read_from_the_metadata_store(tmp_path, receivers, backend_settings):
+    """accuracy_drop compares with earlier runs' stored metrics; freshness with the newest document
+    (SQLite and Postgres)."""
     rules = ("rules:\n  accuracy_drop: {severity: warning, runs: 3, min_runs: 2, max_drop: 0.05}\n"
              "  freshness: {severity: warning, hours: 24}\n")  # fmt: skip
-    settings = alert_settings(tmp_path, rules, receivers["smtp"].port)
+    alerts = alert_settings(tmp_path, rules, receivers["smtp"].port).alerts
+    settings = backend_settings.model_copy(update={"alerts": alerts})
     metadata = open_context("setup", settings).metadata
     for number, accuracy in enumerate([0.5, 0.9, 0.92, 0.94]):  # the oldest is beyond `runs`
         metadata.start_run(f"earlier_{number}", "fp", "1")
