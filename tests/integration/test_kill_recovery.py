@@ -1,0 +1,215 @@
+"""Real `python -m mlops run` processes on one store, killed and run side by side: one run at a
+time processes the documents, a run killed with SIGKILL is marked abandoned by the next one,
+which finishes its documents, SIGTERM closes a run as interrupted with a message and exit code 7,
+and a Postgres-backed run rides out its connections being dropped. Whatever happens, every
+landing file ends with exactly one final state and at most one extraction row."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mlops.cli import EXIT_BUSY, EXIT_INTERRUPTED
+from mlops.config import Settings
+from mlops.io.metadata import MetadataStore
+from mlops.io.objects import open_object_store
+from mlops.sample_data import generate_corpus
+from tests.conftest import REPO
+from tests.fixtures.platform import TEST_MAX_FILE_BYTES, platform_settings
+from tests.fixtures.postgres import _admin_url, _connect
+
+pytestmark = pytest.mark.integration
+DOCUMENTS = 8  # text PDFs and scans: the scans' OCR keeps extract_data busy for seconds
+LEASE_ENV = {"MLOPS_LEASE__TTL_SECONDS": "3", "MLOPS_LEASE__HEARTBEAT_SECONDS": "0.5"}
+RUN_TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("small-corpus")
+    generate_corpus(DOCUMENTS, 5, lambda name, data: (directory / name).write_bytes(data),
+                    max_file_bytes=TEST_MAX_FILE_BYTES, include_bad=False)  # fmt: skip
+    return directory
+
+
+def landed(tmp_path: Path, corpus: Path, metadata_url: str | None = None) -> Settings:
+    settings = platform_settings(tmp_path, **({"metadata": {"url": metadata_url}} if metadata_url else {}))
+    store = open_object_store(settings)
+    for path in sorted(corpus.iterdir()):
+        store.put_bytes(f"landing/{path.name}", path.read_bytes())
+    return settings
+
+
+def migrated(url: str) -> MetadataStore:
+    store = MetadataStore(url)
+    store.migrate()
+    return store
+
+
+def launch(settings: Settings, **env: str) -> subprocess.Popen[str]:
+    variables = os.environ | LEASE_ENV | env | {
+        "MLOPS_DATA_DIR": str(settings.data_dir),
+        "MLOPS_WORKERS": "2",
+        "MLOPS_LIMITS__MAX_FILE_BYTES": str(TEST_MAX_FILE_BYTES),
+        "MLOPS_METADATA__URL": settings.metadata_url,
+        "MLOPS_GATE__FAIL_RUN_ON": "never",
+    }
+    return subprocess.Popen([sys.executable, "-m", "mlops", "run"], cwd=REPO, env=variables, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    return process.returncode, stdout, stderr
+
+
+def wait_until(condition: Callable[[], object], what: str, process: subprocess.Popen[str], timeout: float = 90) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what}: {process.communicate()[1][-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def live_run(metadata: MetadataStore) -> str | None:
+    lease = metadata.lease()
+    return lease["run_id"] if lease else None
+
+
+def stage_finished(metadata: MetadataStore, run_id: str, stage: str) -> bool:
+    return any(event["event"] == "stage_finished" and event["stage"] == stage for event in metadata.events(run_id))
+
+
+def assert_each_landing_file_processed_once(metadata: MetadataStore, corpus: Path) -> None:
+    """One claim per landing file, one final state per document, one extraction per stored one."""
+    objects = [row for run in metadata.runs() for row in metadata.landing_objects(run["run_id"])]
+    assert sorted(row["source_key"] for row in objects) == sorted(f"landing/{p.name}" for p in corpus.iterdir()
+                                                                  if p.name != "labels.jsonl")  # fmt: skip
+    documents = {row["sha256"]: row for row in metadata.documents()}
+    assert {row["status"] for row in documents.values()} <= {"stored", "quarantined"}, documents
+    assert not any(row["quarantine_reason"] in ("poison", "resource_limit") for row in documents.values())
+    extractions = Counter(row["sha256"] for row in metadata.extractions())
+    stored = {sha for sha, row in documents.items() if row["status"] == "stored"}
+    assert set(extractions) == stored and set(extractions.values()) == {1}, extractions
+    with metadata.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM document_attempts")).scalar_one() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_second_run_beside_a_live_one_exits_naming_it_and_only_one_processes(
+    backend, request, tmp_path, small_corpus
+):
+    url = request.getfixturevalue("postgres_schema_url") if backend == "postgres" else None
+    settings = landed(tmp_path, small_corpus, url)
+    metadata = migrated(settings.metadata_url)
+    first = launch(settings)
+    live = wait_until(lambda: live_run(metadata), "the first run holds the lease", first)
+
+    code, _, stderr = finish(launch(settings))
+
+    assert code == EXIT_BUSY, stderr[-2000:]
+    assert f"run {live!r}" in stderr and "is live on this store" in stderr
+    code, _, stderr = finish(first)
+    assert code == 0, stderr[-3000:]
+    assert [run["run_id"] for run in metadata.runs()] == [live]  # the second never started a run
+    assert metadata.get_run(live)["outcome"] == "completed"
+    assert metadata.lease() is None
+    assert_each_landing_file_processed_once(metadata, small_corpus)
+
+
+def test_a_killed_run_is_abandoned_and_the_next_run_finishes_its_documents(tmp_path, small_corpus, postgres_schema_url):
+    settings = landed(tmp_path, small_corpus, postgres_schema_url)
+    metadata = migrated(settings.metadata_url)
+    killed = launch(settings)
+    run_id = wait_until(lambda: live_run(metadata), "the run holds the lease", killed)
+    wait_until(lambda: stage_finished(metadata, run_id, "preprocess_documents"), "extract_data starts", killed)
+    time.sleep(1.5)  # OCR under way
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert metadata.get_run(run_id)["outcome"] == "running"  # nobody could tell it so
+
+    code, _, stderr = finish(launch(settings, MLOPS_LEASE__WAIT_SECONDS="60"))  # waits for the lease to expire
+
+    assert code == 0, stderr[-3000:]
+    dead = metadata.get_run(run_id)
+    assert (dead["outcome"], dead["status"]) == ("abandoned", "failed") and dead["finished_at"]
+    assert "its lease expired" in dead["outcome_reason"]
+    (next_run,) = [run for run in metadata.runs() if run["run_id"] != run_id]
+    assert next_run["outcome"] == "completed" and next_run["run_id"] in dead["outcome_reason"]
+    assert [event["event"] for event in metadata.events(run_id) if event["stage"] == "run"] == ["abandoned"]
+    assert any(event["event"] == "resumed" for event in metadata.events(next_run["run_id"]))
+    assert {row["run_id"] for row in metadata.extractions()} == {next_run["run_id"]}
+    assert_each_landing_file_processed_once(metadata, small_corpus)
+
+
+def test_sigterm_closes_the_run_as_interrupted_and_the_rerun_loses_nothing(tmp_path, small_corpus):
+    settings = landed(tmp_path, small_corpus)
+    metadata = migrated(settings.metadata_url)
+    stopped = launch(settings)
+    run_id = wait_until(lambda: live_run(metadata), "the run holds the lease", stopped)
+    wait_until(lambda: stage_finished(metadata, run_id, "preprocess_documents"), "extract_data starts", stopped)
+    time.sleep(1.5)
+    started = time.monotonic()
+    stopped.send_signal(signal.SIGTERM)
+
+    code, _, stderr = finish(stopped)
+
+    assert code == EXIT_INTERRUPTED, stderr[-3000:]
+    assert time.monotonic() - started < 20
+    assert f"run {run_id} interrupted: stopped by SIGTERM during extract_data" in stderr
+    assert "Traceback" not in stderr
+    run = metadata.get_run(run_id)
+    assert (run["outcome"], run["status"], run["outcome_reason"]) == (
+        "interrupted", "failed", "stopped by SIGTERM during extract_data")  # fmt: skip
+    assert [(e["stage"], e["event"]) for e in metadata.events(run_id)][-1] == ("extract_data", "interrupted")
+    assert metadata.lease() is None  # the next run need not wait
+
+    code, _, stderr = finish(launch(settings))
+
+    assert code == 0, stderr[-3000:]
+    assert metadata.get_run(run_id)["outcome"] == "interrupted"  # not abandoned: it said goodbye
+    assert_each_landing_file_processed_once(metadata, small_corpus)
+
+
+def test_a_postgres_run_rides_out_dropped_connections(tmp_path, small_corpus, postgres_schema_url):
+    """Mid-run the database refuses new connections and drops the run's open ones for ~2.5 s (what
+    a quick server restart looks like to a client): the run retries and completes."""
+    name = f"mlops-run-{uuid.uuid4().hex[:8]}"
+    url = sa.make_url(postgres_schema_url).update_query_dict({"application_name": name})
+    settings = landed(tmp_path, small_corpus, url.render_as_string(hide_password=False))
+    metadata = migrated(postgres_schema_url)
+    run = launch(settings)
+    run_id = wait_until(lambda: live_run(metadata), "the run holds the lease", run)
+    wait_until(lambda: stage_finished(metadata, run_id, "validate_documents"), "preprocessing starts", run)
+    metadata.dispose()
+    admin = _connect(_admin_url())
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false')
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,))
+            assert cursor.fetchall(), "the run had no connection open to drop"
+        time.sleep(2.5)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true')
+        admin.close()
+
+    code, _, stderr = finish(run)
+
+    assert code == 0, stderr[-3000:]
+    assert "metadata store: " in stderr and "retrying in" in stderr  # it did meet the outage
+    assert metadata.get_run(run_id)["outcome"] == "completed"
+    assert_each_landing_file_processed_once(metadata, small_corpus)
