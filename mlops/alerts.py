@@ -313,7 +313,7 @@ def safe_verdict_line(summary: dict[str, Any]) -> str:
     error = summary.get("error")
     if error and reasons and reasons[0].startswith(f"task {error['task']} failed"):
         kind = str(error.get("message", "")).split(":", 1)[0].strip() or "error"
-        reasons[0] = f"task {error['task']} failed ({kind}; the message is in the report)"
+        reasons[0] = f"task {error['task']} failed ({kind}; its message is in the task log and the report)"
     return verdict_line({"run_id": summary["run_id"], "status": summary["status"], "status_reasons": reasons})
 
 
@@ -453,7 +453,7 @@ def _email_url(channel: EmailChannel, env: dict[str, str]) -> str:
     query = {
         "smtp": host,
         "from": resolve(channel.sender, env),
-        "to": resolve(channel.recipients, env),
+        "to": ",".join(address for address in re.split(r"[\s,;]+", resolve(channel.recipients, env)) if address),
         "mode": {"none": "insecure", "ssl": "ssl", "starttls": "starttls"}[channel.security],
     }
     return f"{scheme}://{credentials}{host}:{channel.smtp_port}/?{urlencode(query)}"

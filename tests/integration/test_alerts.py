@@ -156,7 +156,7 @@ def test_a_receiver_down_or_answering_500_does_not_fail_the_run_and_is_logged_an
                    for line in warnings), warnings  # fmt: skip
     assert len(failing.posts) == 2  # tried settings.alerts.attempts times, then given up
     assert "Jane Doe" not in failing.posts[0].body  # a task's error message can name a borrower
-    assert "task acquire_documents failed (ObjectStoreError; the message is in the report)" in failing.posts[0].body
+    assert "task acquire_documents failed (ObjectStoreError; its message is in the task log and the report)" in failing.posts[0].body
     assert len(receivers["teams"].posts) == 1  # the channel that works still gets its alert
     failing.close()
 
@@ -170,6 +170,7 @@ def test_a_receiver_down_or_answering_500_does_not_fail_the_run_and_is_logged_an
 def test_the_airflow_failure_callback_sends_task_failed_after_the_retries(tmp_path, receivers, monkeypatch):
     settings = alert_settings(tmp_path, "rules:\n  task_failed: {severity: critical}\n", receivers["smtp"].port)
     monkeypatch.setattr("mlops.orchestration.get_settings", lambda: settings)
+    monkeypatch.setenv("ALERT_EMAIL_TO", "ops@example.org, audit@example.org")
 
     class TaskInstance:
         task_id, try_number, map_index = "extract_data", 4, -1
@@ -178,11 +179,11 @@ def test_the_airflow_failure_callback_sends_task_failed_after_the_retries(tmp_pa
                "exception": RuntimeError("OCR worker lost"), "params": {}}  # fmt: skip
     record_task_failure(context)
     mail = receivers["smtp"].texts()
-    assert len(mail) == 1
+    assert {message["To"] for message in receivers["smtp"].messages} == {"ops@example.org", "audit@example.org"}
     assert "[CRITICAL] task_failed: run scheduled__2026-12-01T00_00_00_00_00" in mail[0]
     assert "task extract_data failed after its retries" in mail[0]
     record_task_failure(context)  # a second callback for the same run: no second alert
-    assert len(receivers["smtp"].texts()) == 1
+    assert len(receivers["smtp"].texts()) == 2
 
 
 def test_the_rules_file_rejects_unknown_keys_naming_them(tmp_path):
@@ -280,3 +281,22 @@ def test_accuracy_history_and_freshness_are_read_from_the_metadata_store(tmp_pat
     assert alerts_for("steady", 0.90, 1) == set()  # mean of the last 3 runs is 0.92: a drop of 0.02
     assert alerts_for("dropped", 0.85, 1) == {"accuracy_drop"}  # a drop of 0.07 (the 0.5 run is too old)
     assert alerts_for("stale", 0.95, 30) == {"freshness"}  # the newest document is 30 h old at its report
+
+
+def test_a_failed_task_whose_report_cannot_be_published_still_alerts(tmp_path, receivers, monkeypatch):
+    settings = alert_settings(tmp_path, "rules:\n  task_failed: {severity: critical}\n", receivers["smtp"].port)
+    monkeypatch.setattr("mlops.orchestration.get_settings", lambda: settings)
+
+    def store_down(*args, **kwargs):
+        raise ConnectionError("object store unreachable")
+
+    monkeypatch.setattr("mlops.stages.generate_reports.publish_failure", store_down)
+
+    class TaskInstance:
+        task_id, try_number, map_index = "store_results", 4, -1
+
+    record_task_failure({"run_id": "manual__store_down", "task_instance": TaskInstance(),
+                         "exception": ConnectionError("object store unreachable"), "params": {}})  # fmt: skip
+    hook = [json.loads(post.body) for post in receivers["web"].posts if post.path.startswith("/hook")]
+    assert [(item["rule"], item["run_id"]) for item in hook] == [("task_failed", "manual__store_down")]
+    assert "task store_results failed (ConnectionError; its message is in the task log and the report)" in hook[0]["message"]
