@@ -84,6 +84,11 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
 STOPPED_OUTCOMES = (RunOutcome.INTERRUPTED.value, RunOutcome.ABANDONED.value)
 
 log = logging.getLogger(__name__)
+# Every CLI call and task migrates (a no-op once at head): Alembic says only when a revision is applied.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+logging.getLogger("alembic.runtime.migration").addFilter(
+    lambda record: record.levelno >= logging.WARNING or record.getMessage().startswith("Running ")
+)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 

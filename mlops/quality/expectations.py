@@ -33,6 +33,7 @@ at module import (Airflow parses DAG files that import this package).
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from datetime import date
 from enum import StrEnum
@@ -47,6 +48,10 @@ from mlops.models import DOCUMENT_TYPES, FIELD_NAMES, REQUIRED_FIELDS, UNKNOWN_D
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
+
+# GX logs ~200 INFO lines per checkpoint ("Skipping registering function ..."); the gate's own
+# log line says what matters.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 DATA_DOCS_SITE = "quality_gate"
 DERIVED_YEAR_COLUMN = "disbursement_year"

@@ -85,11 +85,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return summary
 
 
-def acquired_documents(ctx: StageContext) -> list[DocumentRecord]:
-    """The run's documents as this stage wrote them, for the stages after it."""
-    return [DocumentRecord(**row) for row in ctx.catalog.load_records(f"{STAGE}/documents")]
-
-
 def landing_entries(ctx: StageContext) -> tuple[list[ObjectInfo], list[RefusedEntry]]:
     """The landing objects to consider, and the entries set aside (refused or ignored) with why."""
     deadline = time.monotonic() + ctx.settings.limits.listing_timeout_seconds

@@ -24,8 +24,8 @@ from mlops.errors import ObjectNotFound
 from mlops.extraction.evaluation import accuracy_by_group, field_matches, parse_labels
 from mlops.models import FIELD_NAMES, REQUIRED_FIELDS
 from mlops.quality.bias import BiasThresholds, check_bias, page_bucket, scan_quality_bucket
+from mlops.run_data import extractions
 from mlops.stages import StageContext
-from mlops.stages.validate_extraction import extractions
 
 STAGE = "check_bias"
 PROBLEMS_SHOWN = 3
@@ -106,6 +106,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.catalog.save_json(f"{STAGE}/accuracy", accuracy)
     for flag in result.flags:
         ctx.audit(STAGE, "disparity", sentence=flag)
+    if result.flags:
+        log.warning("%d disparities between groups, first: %s", len(result.flags), "; ".join(result.flags[:3]))
     return {"passed": result.passed, "flags": len(result.flags), "max_disparity": result.max_disparity,
             "field_accuracy": accuracy["field_accuracy"] if accuracy else None,
             "accuracy_skipped": accuracy_skipped}

@@ -17,9 +17,8 @@ from mlops.extraction.ocr import ensure_tesseract
 from mlops.extraction.trained_models import load_models
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
 from mlops.quarantine import quarantine, run_untrusted
+from mlops.run_data import acquired_documents, read_document
 from mlops.stages import StageContext, batch_count
-from mlops.stages.acquire_documents import acquired_documents
-from mlops.stages.validate_documents import read_document
 from mlops.workers import WorkerFailure
 
 STAGE = "extract_data"

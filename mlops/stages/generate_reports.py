@@ -13,6 +13,7 @@ from typing import Any
 from mlops.alerts import send_run_alerts
 from mlops.errors import DatasetNotFound
 from mlops.reporting import PLOTLY_ASSET, plotly_asset, render_html, summary_problems
+from mlops.run_data import file_names
 from mlops.run_summary import build_summary, quarantine_events
 from mlops.stages import StageContext
 
@@ -68,7 +69,7 @@ def report_details(ctx: StageContext) -> dict[str, Any]:
             {"filename": event.get("key", "").rsplit("/", 1)[-1], "reason": event["reason"], "detail": event["detail"]}
             for event in quarantine_events(ctx).values()
         ],
-        "files": {doc["sha256"]: doc["original_filename"] for doc in ctx.metadata.documents(run_id=ctx.run_id)},
+        "files": file_names(ctx),
     }
     try:
         validation = ctx.catalog.load_json("validate_extraction/result")

@@ -23,9 +23,8 @@ from scipy import ndimage
 from mlops.documents import iter_pages
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PageStats, PreprocessRecord
 from mlops.quarantine import quarantine, run_untrusted
+from mlops.run_data import acquired_documents, read_document
 from mlops.stages import StageContext, batch_count
-from mlops.stages.acquire_documents import acquired_documents
-from mlops.stages.validate_documents import read_document
 from mlops.workers import WorkerFailure
 
 STAGE = "preprocess_documents"

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.models import DocumentStatus, Finding
+from mlops.run_data import extractions
 from mlops.run_summary import build_summary, metrics
 from mlops.stages import StageContext
-from mlops.stages.validate_extraction import extractions
 
 STAGE = "store_results"
 

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlops.documents import InspectJob, inspect_document
-from mlops.errors import ObjectNotFound
 from mlops.models import DocumentRecord, DocumentStatus, QuarantineReason, ValidationOutcome
-from mlops.quarantine import quarantine, quarantine_key, run_untrusted
+from mlops.quarantine import quarantine, run_untrusted
+from mlops.run_data import acquired_documents, read_document
 from mlops.stages import StageContext
-from mlops.stages.acquire_documents import acquired_documents
 from mlops.workers import WorkerFailure
 
 STAGE = "validate_documents"
@@ -53,14 +52,6 @@ def validate(ctx: StageContext, documents: list[DocumentRecord]) -> Iterator[tup
 
 def _rejection(doc: DocumentRecord, failure: WorkerFailure) -> ValidationOutcome:
     return ValidationOutcome(sha256=doc.sha256, accepted=False, quarantine_reason=failure.reason, detail=failure.detail)
-
-
-def read_document(ctx: StageContext, doc: DocumentRecord) -> bytes:
-    """The document's bytes, from raw storage or, when a retried task already moved it, quarantine."""
-    try:
-        return ctx.store.get_bytes(doc.raw_key)
-    except ObjectNotFound:
-        return ctx.store.get_bytes(quarantine_key(ctx, doc))
 
 
 def _job(ctx: StageContext, doc: DocumentRecord) -> InspectJob:

@@ -19,18 +19,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from mlops.quality.expectations import GateThresholds, validate_extractions
 from mlops.reporting import render_validation_html
+from mlops.run_data import extractions, file_names
 from mlops.stages import StageContext
 
 STAGE = "validate_extraction"
 log = logging.getLogger(__name__)
-
-
-def extractions(ctx: StageContext) -> pd.DataFrame:
-    return ctx.catalog.load_parts("extract_data")
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -52,15 +47,17 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
         gx_data_docs = publish_directory(ctx, Path(docs_dir), "data_docs") if result.data_docs_index else None
     summary = result.summary()
-    files = {doc["sha256"]: doc["original_filename"] for doc in ctx.metadata.documents(run_id=ctx.run_id)}
+    files = file_names(ctx)
     page = f"{ctx.settings.prefixes.reports}/{ctx.run_id}/validation.html"
     ctx.store.put_bytes(page, render_validation_html(ctx.run_id, summary, files).encode(), content_type="text/html")
     data_docs = ctx.store.uri(page)
     ctx.catalog.save_json(f"{STAGE}/result", summary | {"data_docs": data_docs, "gx_data_docs": gx_data_docs})
     for sha256, broken in result.failing_rows.items():
         ctx.audit(STAGE, "expectations_failed", sha256=sha256, expectations=broken)
-    if result.critical_failures:
-        log.warning("quality gate FAILED on critical expectations: %s", "; ".join(result.critical_failures))
+    broken = sorted((o for o in result.expectations if not o.success), key=lambda o: -(o.unexpected_count or 0))
+    if broken:
+        log.warning("quality gate %s (score %.2f): %d expectations broken, most rows first: %s", result.status,
+                    result.score, len(broken), "; ".join(f"{o.label}: {o.unexpected_count or 0} rows" for o in broken[:5]))  # fmt: skip
     return {"score": result.score, "status": str(result.status), "rows": result.rows, "data_docs": data_docs,
             "critical_failures": result.critical_failures}
 

@@ -20,9 +20,8 @@ from mlops.io.metadata import MetadataStore
 from mlops.io.objects import open_object_store
 from mlops.models import QuarantineReason
 from mlops.quarantine import run_untrusted
+from mlops.run_data import acquired_documents, read_document
 from mlops.stages import open_context, run_stage
-from mlops.stages.acquire_documents import acquired_documents
-from mlops.stages.validate_documents import read_document
 from mlops.workers import run_sandboxed
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES, platform_settings
 from tests.unit import hostile, hostile_corpus
