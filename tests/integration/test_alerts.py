@@ -20,10 +20,11 @@ from mlops.errors import ConfigError
 from mlops.models import DocumentRecord
 from mlops.orchestration import record_task_failure
 from mlops.pipeline import run_all
+from mlops.sample_data import generate_corpus
 from mlops.stages import open_context
 from mlops.stages.generate_reports import publish_failure
 from tests.fixtures.alert_receivers import HttpReceiver, SmtpReceiver, free_port
-from tests.fixtures.platform import platform_settings
+from tests.fixtures.platform import CORPUS_SEED, TEST_MAX_FILE_BYTES, Corpus, platform_settings
 
 TEAMS_PATH = "/workflows/wf01/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=s1"
 CHANNELS = """
@@ -82,9 +83,19 @@ def payloads(receivers) -> dict[str, list[str]]:
     }
 
 
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory) -> Corpus:
+    """Four documents (OCR is what a pipeline run spends its time on) and the fixed bad inputs."""
+    directory = tmp_path_factory.mktemp("alert-corpus")
+    rows = generate_corpus(4, CORPUS_SEED, lambda name, data: (directory / name).write_bytes(data),
+                           max_file_bytes=TEST_MAX_FILE_BYTES)  # fmt: skip
+    return Corpus(directory, {row["filename"]: row for row in rows})
+
+
 def test_a_failed_gate_run_alerts_each_channel_once_per_rule_with_run_id_and_report_and_no_borrower_data(
-    tmp_path, receivers, corpus
+    tmp_path, receivers, small_corpus
 ):
+    corpus = small_corpus
     # a critical expectation no run meets: the real pipeline's verdict is FAILED
     settings = alert_settings(tmp_path, RULES, receivers["smtp"].port, quality={"min_mean_confidence": 1.0})
     corpus.upload(open_context("setup", settings).store)
