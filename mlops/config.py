@@ -8,8 +8,10 @@ Nothing is read at import time: call :func:`get_settings`.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -387,10 +389,47 @@ def _explain(error: ValidationError) -> str:
 
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings from all sources; raise ConfigError naming each bad key and its fix."""
+    problems = unknown_environment_settings(os.environ)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as error:
-        raise ConfigError(_explain(error)) from None
+        problems = [_explain(error), *problems]
+    if problems:
+        if not problems[0].startswith("invalid configuration:"):
+            problems.insert(0, "invalid configuration:")
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+# MLOPS_* variables that are not settings: where the settings come from, the compose stack's
+# project directory, and the test suite's own (MLOPS_TEST_*).
+NOT_SETTINGS = ("CONFIG_FILE", "PARAMS_FILE", "PROJECT_DIR", "TEST_")
+
+
+def setting_env_names(model: type[BaseModel] | None = None, prefix: str = ENV_PREFIX) -> set[str]:
+    """Every environment variable name a setting is read from (MLOPS_WORKERS, MLOPS_LIMITS__MAX_PAGES, ...)."""
+    names: set[str] = set()
+    for name, field in (model or Settings).model_fields.items():
+        env_name = f"{prefix}{name.upper()}"
+        names.add(env_name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names |= setting_env_names(field.annotation, f"{env_name}__")
+    return names
+
+
+def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
+    """A line per MLOPS_* environment variable that is no setting (a typo pydantic would skip
+    silently), naming the closest valid one."""
+    known = setting_env_names()
+    lines = []
+    for name in sorted(environ):
+        key = name.upper()
+        if not key.startswith(ENV_PREFIX) or key in known or key.removeprefix(ENV_PREFIX).startswith(NOT_SETTINGS):
+            continue
+        closest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {closest[0]}?" if closest else "check its spelling against .env.example."
+        lines.append(f"  {name}: unknown setting in the environment. Fix: {hint}")
+    return lines
 
 
 @lru_cache(maxsize=1)

@@ -82,6 +82,20 @@ def test_dotenv_shared_with_compose_keeps_other_services_keys_out(workdir):
         load_settings()
 
 
+def test_a_mistyped_environment_variable_is_rejected_naming_the_key_it_meant(workdir, monkeypatch):
+    monkeypatch.setenv("MLOPS_LIMTS__MAX_PAGES", "3")
+    monkeypatch.setenv("MLOPS_WORKERS", "not-a-number")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "MLOPS_LIMTS__MAX_PAGES: unknown setting in the environment. Fix: did you mean MLOPS_LIMITS__MAX_PAGES?" in message
+    assert "workers:" in message  # the other problem is reported beside it
+    monkeypatch.delenv("MLOPS_WORKERS")
+    monkeypatch.setenv("MLOPS_LIMITS__MAX_PAGES", "3")
+    monkeypatch.delenv("MLOPS_LIMTS__MAX_PAGES")
+    assert load_settings().limits.max_pages == 3
+
+
 def test_gate_fail_run_on_defaults_to_failed_and_rejects_other_values(workdir, monkeypatch):
     assert load_settings().gate.fail_run_on == "failed"
     monkeypatch.setenv("MLOPS_GATE__FAIL_RUN_ON", "sometimes")
