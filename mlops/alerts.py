@@ -48,7 +48,7 @@ log = logging.getLogger("mlops.alerts")
 AUDIT_STAGE = "alerts"
 SEVERITIES = ("info", "warning", "critical")
 Severity = Literal["info", "warning", "critical"]
-VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")  # ${VAR} or ${VAR:-default}
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -62,8 +62,9 @@ class _Channel(_Strict):
     severities: list[Severity] = Field(["warning", "critical"], min_length=1)
 
     def variables(self) -> list[str]:
-        """The ``${VAR}`` names this channel's values refer to."""
-        return [name for value in self.model_dump().values() if isinstance(value, str) for name in VARIABLE.findall(value)]
+        """The ``${VAR}`` names this channel needs (``${VAR:-default}`` has a default)."""
+        values = [value for value in self.model_dump().values() if isinstance(value, str)]
+        return [name for value in values for name, default in VARIABLE.findall(value) if not default]
 
 
 class SlackChannel(_Channel):
@@ -162,13 +163,16 @@ def load_rules(path: Path) -> AlertRules:
 
 
 def resolve(value: str, environ: dict[str, str]) -> str:
-    """Replace ``${VAR}`` references; raises KeyError naming the first unset variable."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` references; raises KeyError naming the first
+    unset (or empty) variable without a default."""
 
     def lookup(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if not environ.get(name):
-            raise KeyError(name)
-        return environ[name]
+        name, default = match.group(1), match.group(2)
+        if environ.get(name):
+            return environ[name]
+        if default is not None:
+            return default[2:]
+        raise KeyError(name)
 
     return VARIABLE.sub(lookup, value)
 

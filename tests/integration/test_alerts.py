@@ -213,6 +213,8 @@ def test_the_shipped_rules_file_is_valid_and_sends_nothing_without_its_variables
     rules = load_rules(Path(__file__).resolve().parents[2] / "config" / "alert_rules.yaml")
     assert {channel.type for channel in rules.channels.values()} == {"slack", "teams", "email", "webhook"}
     assert all(channel.variables() for channel in rules.channels.values())
+    # an SMTP relay without login: ${ALERT_SMTP_USERNAME:-} has an empty default
+    assert rules.channels["ops_email"].variables() == ["ALERT_SMTP_HOST", "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO"]
 
 
 # -- each rule on either side of its threshold ----------------------------------------------------
