@@ -153,8 +153,10 @@ def evaluate_extractor() -> None:
 @click.option("--run-id", help="Default: cli__<UTC time>_<random suffix>.")
 @click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
 @click.option("--max-documents", type=click.IntRange(min=1), help="Take at most this many new landing objects.")
-def run_pipeline(run_id: str | None, reprocess: bool, max_documents: int | None) -> None:
-    """Run every stage in order for one run; print its verdict (first line), then its summary.
+@click.option("--json", "as_json", is_flag=True, help="Print the whole run summary after the verdict.")
+def run_pipeline(run_id: str | None, reprocess: bool, max_documents: int | None, as_json: bool) -> None:
+    """Run every stage in order for one run; print its verdict (first line), its counts and
+    where its report is (--json: the whole summary).
 
     Exits 5 when the verdict fails the run (gate.fail_run_on, default: a FAILED verdict), so cron
     and CI see it; MLOPS_GATE__FAIL_RUN_ON=never only reports it. One run at a time per store:
@@ -169,8 +171,10 @@ def run_pipeline(run_id: str | None, reprocess: bool, max_documents: int | None)
     with stop_on_signals():
         summary = run_all(run_id, reprocess=reprocess, max_documents=max_documents)
     click.echo(verdict_line(summary))
-    click.echo(json.dumps(summary, indent=2, default=str))
-    click.echo(f"report: {summary['report']}", err=True)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    click.echo(_counts_line(summary["documents"]))
+    click.echo(f"report:  {summary['report']}")
     if fails_run(summary["status"], get_settings().gate.fail_run_on):
         sys.exit(EXIT_VERDICT)
 
@@ -180,18 +184,25 @@ def default_run_id() -> str:
     return f"{datetime.now(UTC):cli__%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
 
 
+def _stage_names() -> tuple[str, ...]:
+    from mlops.stages import STAGE_NAMES
+
+    return STAGE_NAMES
+
+
 @cli.command("stage")
-@click.argument("name")
+@click.argument("name", type=click.Choice(_stage_names()))
 @click.option("--run-id", required=True, help="The run whose datasets the stage reads and writes.")
 @click.option("--batch", type=int, help="Only this batch of documents (mapped Airflow tasks).")
 @click.option("--reprocess", is_flag=True, help="Process documents again even if this pipeline version did.")
 def stage(name: str, run_id: str, batch: int | None, reprocess: bool) -> None:
-    """Run one stage NAME (an Airflow task id, e.g. preprocess_documents) for one run."""
+    """Run one stage NAME (an Airflow task id; listed in pipeline order) for one run. A run
+    starts with acquire_documents; the other stages need a run that did."""
     from mlops.pipeline import stop_on_signals
     from mlops.stages import STAGE_NAMES, run_stage
 
-    if name not in STAGE_NAMES:
-        raise click.BadParameter(f"{name!r}; choose one of: {', '.join(STAGE_NAMES)}", param_hint="NAME")
+    if name != STAGE_NAMES[0]:
+        _known_run(run_id)
     with stop_on_signals():
         summary = run_stage(name, run_id, batch=batch, reprocess=reprocess)
     click.echo(json.dumps(summary, indent=2, default=str))
@@ -213,15 +224,14 @@ def summary(run_id: str, as_json: bool) -> None:
     try:
         body = json.loads(store.get_bytes(f"{folder}/run_summary.json"))
     except ObjectNotFound:
-        raise DatasetNotFound(f"no report for run {run_id!r} at {store.uri(folder)}; run the pipeline first") from None
-    documents = body["documents"]
+        if run_id == "latest":
+            raise DatasetNotFound(f"no report at {store.uri(folder)}: run the pipeline first") from None
+        _known_run(run_id)  # exits 2 listing the runs there are
+        raise DatasetNotFound(f"run {run_id!r} has no report at {store.uri(folder)} yet") from None
     click.echo(verdict_line(body))
     if as_json:
         click.echo(json.dumps(body, indent=2))
-    click.echo(
-        f"documents: seen {documents['seen']}, new {documents['new']}, skipped {documents['skipped']}, "
-        f"accepted {documents['accepted']}, quarantined {documents['quarantined']}, duplicates {documents['duplicates']}"
-    )
+    click.echo(_counts_line(body["documents"]))
     click.echo(f"report:  {store.uri(f'{folder}/report.html')}")
     click.echo(f"summary: {store.uri(f'{folder}/run_summary.json')}")
 
@@ -263,12 +273,55 @@ def audit_export(run_id: str | None, out: Path | None) -> None:
 
     metadata = MetadataStore.from_settings(get_settings())
     metadata.migrate()
+    if run_id is not None:
+        _known_run(run_id)
     if out is None:
         metadata.export_audit_jsonl(sys.stdout, run_id=run_id)
         return
     with out.open("w", encoding="utf-8") as stream:
         count = metadata.export_audit_jsonl(stream, run_id=run_id)
     click.echo(f"{count} events written to {out}", err=True)
+
+
+@cli.command("runs")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first.")
+def runs(limit: int) -> None:
+    """Recent runs, newest first: id, verdict or outcome, when, and the document counts."""
+    from mlops.config import get_settings
+    from mlops.io.metadata import MetadataStore
+
+    metadata = MetadataStore.from_settings(get_settings())
+    metadata.migrate()
+    rows = metadata.runs()[::-1][:limit]
+    if not rows:
+        click.echo("no runs yet: `python -m mlops run` or trigger the DAG")
+    for row in rows:
+        counts = row["counts"] or {}
+        state = row["verdict"] or row["outcome"] or row["status"]
+        finished = f"{row['finished_at']:%Y-%m-%d %H:%M}" if row["finished_at"] else "-"
+        click.echo(f"{row['run_id']}  {state:<11}  started {row['started_at']:%Y-%m-%d %H:%M}  finished {finished}  "
+                   f"new {counts.get('new', '-')}, accepted {counts.get('accepted', '-')}, "
+                   f"quarantined {counts.get('quarantined', '-')}")  # fmt: skip
+
+
+def _counts_line(documents: dict[str, int]) -> str:
+    return (
+        f"documents: seen {documents['seen']}, new {documents['new']}, skipped {documents['skipped']}, "
+        f"accepted {documents['accepted']}, quarantined {documents['quarantined']}, duplicates {documents['duplicates']}"
+    )
+
+
+def _known_run(run_id: str) -> None:
+    """Exit 2, listing the most recent runs, when the metadata store has no run ``run_id``."""
+    from mlops.config import get_settings
+    from mlops.io.metadata import MetadataStore
+
+    metadata = MetadataStore.from_settings(get_settings())
+    metadata.migrate()
+    if metadata.get_run(run_id) is None:
+        recent = [row["run_id"] for row in metadata.runs()[::-1][:10]]
+        known = f"recent runs: {', '.join(recent)}" if recent else "there are no runs yet"
+        _fail(2, f"no run {run_id!r} in the metadata store ({known}; `python -m mlops runs` lists them)")
 
 
 def main(argv: list[str] | None = None) -> int:
