@@ -543,6 +543,7 @@ def _send_run_alerts(
         if event["event"] == "alert_sent"
     }
     outcomes: list[dict[str, str]] = []
+    unconfigured: set[str] = set()
     for alert in alerts:
         title, body = message(alert, facts)
         for name, channel in config.channels.items():
@@ -553,10 +554,12 @@ def _send_run_alerts(
                 continue
             unset = [variable for variable in channel.variables() if not env.get(variable)]
             if unset:
-                log.info("alert channel %s is not configured (%s unset): rule %s not sent there",
-                         name, ", ".join(unset), alert.rule)  # fmt: skip
+                unconfigured.add(f"{name} ({', '.join(unset)} unset)")
                 continue
             outcomes.append(_deliver_recorded(ctx, name, channel, title, body, alert, facts, settings))
+    if unconfigured:
+        log.info("alerts %s not sent to the channels that are not configured: %s",
+                 ", ".join(sorted({alert.rule for alert in alerts})), "; ".join(sorted(unconfigured)))  # fmt: skip
     return outcomes
 
 
