@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from mlops.stages import StageContext
 
 
+def raw_key_for(ctx: StageContext, sha256: str) -> str:
+    """Content-addressed: the same bytes always have the same key (quarantine moves them on)."""
+    return f"{ctx.settings.prefixes.raw}/{sha256[:2]}/{sha256}"
+
+
 def quarantine_key(ctx: StageContext, doc: DocumentRecord) -> str:
     """Named after the landing key (a safe key), not original_filename (kept as it was, for people)."""
     return f"{ctx.settings.prefixes.quarantine}/{doc.sha256}/{PurePosixPath(doc.source_key).name}"
@@ -30,7 +35,7 @@ def quarantine(
     Safe to repeat: a retried task finds the bytes already moved and rewrites the same reason.
     """
     target = quarantine_key(ctx, doc)
-    if ctx.store.exists(doc.raw_key):
+    if doc.raw_key != target and ctx.store.exists(doc.raw_key):  # reprocessed: already there
         ctx.store.copy(doc.raw_key, target)
         ctx.store.delete(doc.raw_key)
     reason_record = {
@@ -54,6 +59,20 @@ def quarantine(
     )
     ctx.audit(stage, "quarantined", sha256=doc.sha256, reason=reason.value, detail=detail, key=target)
     return target
+
+
+def release(ctx: StageContext, stage: str, doc: DocumentRecord) -> None:
+    """A quarantined document that passes validation again (``reprocess`` after a limit changed)
+    moves back to raw storage; its old reason stays in the audit log."""
+    held, raw_key = quarantine_key(ctx, doc), raw_key_for(ctx, doc.sha256)
+    if ctx.store.exists(raw_key) or not ctx.store.exists(held):
+        return
+    ctx.store.copy(held, raw_key)
+    ctx.store.delete(held)
+    with suppress(Exception):
+        ctx.store.delete(f"{PurePosixPath(held).parent}/reason.json")
+    ctx.metadata.release_document(doc.sha256, raw_key)
+    ctx.audit(stage, "released", sha256=doc.sha256, key=raw_key)
 
 
 def run_untrusted(

@@ -8,7 +8,7 @@ import pandas as pd
 
 from mlops.errors import ObjectNotFound
 from mlops.models import DocumentRecord
-from mlops.quarantine import quarantine_key
+from mlops.quarantine import quarantine_key, raw_key_for
 from mlops.stages import StageContext
 
 
@@ -18,11 +18,15 @@ def acquired_documents(ctx: StageContext) -> list[DocumentRecord]:
 
 
 def read_document(ctx: StageContext, doc: DocumentRecord) -> bytes:
-    """The document's bytes, from raw storage or, when a retried task already moved it, quarantine."""
-    try:
-        return ctx.store.get_bytes(doc.raw_key)
-    except ObjectNotFound:
-        return ctx.store.get_bytes(quarantine_key(ctx, doc))
+    """The document's bytes where this run recorded them or, when a stage has moved them since
+    (quarantined by a retried task, released by validation), where they went."""
+    keys = dict.fromkeys((doc.raw_key, raw_key_for(ctx, doc.sha256), quarantine_key(ctx, doc)))
+    for key in keys:
+        try:
+            return ctx.store.get_bytes(key)
+        except ObjectNotFound:
+            continue
+    raise ObjectNotFound(f"document {doc.sha256} ({doc.original_filename}) is at none of: {', '.join(keys)}")
 
 
 def extractions(ctx: StageContext) -> pd.DataFrame:

@@ -849,6 +849,15 @@ class MetadataStore:
             if result.rowcount != 1:
                 raise MetadataError(f"document {sha256} is not registered: register_document first")
 
+    @_retried
+    def release_document(self, sha256: str, raw_key: str) -> None:
+        """A quarantined document back in raw storage: its quarantine reason and detail cleared."""
+        with self._write() as conn:
+            conn.execute(
+                sa.update(Document).where(Document.sha256 == sha256)
+                .values(raw_key=raw_key, quarantine_reason=None, quarantine_detail="", updated_at=utcnow())
+            )  # fmt: skip
+
     # -- audit log --------------------------------------------------------------------------
 
     @_retried

@@ -28,6 +28,7 @@ from mlops.errors import ObjectNotFound
 from mlops.io.objects import UNREADABLE, UNSAFE_NAME, ObjectInfo, RefusedEntry
 from mlops.models import EXTENSIONS, DocumentRecord, DocumentStatus, DuplicateRecord
 from mlops.progress import progress
+from mlops.quarantine import raw_key_for
 from mlops.stages import StageContext
 
 STAGE = "acquire_documents"
@@ -121,13 +122,12 @@ def record_set_aside(ctx: StageContext, entry: RefusedEntry) -> None:
 
 
 def _finished(ctx: StageContext, sha256: str, processed: set[str]) -> bool:
+    """Processed by this pipeline version, or quarantined; ``reprocess`` takes both again (a
+    changed limit can release a quarantined document)."""
+    if ctx.reprocess:
+        return False
     document = ctx.metadata.get_document(sha256)
     return sha256 in processed or (document is not None and document["status"] == DocumentStatus.QUARANTINED)
-
-
-def raw_key_for(ctx: StageContext, sha256: str) -> str:
-    """Content-addressed: the same bytes always have the same key (quarantine moves them on)."""
-    return f"{ctx.settings.prefixes.raw}/{sha256[:2]}/{sha256}"
 
 
 def take(ctx: StageContext, obj: ObjectInfo) -> None:

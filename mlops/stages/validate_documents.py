@@ -15,7 +15,7 @@ from typing import Any
 
 from mlops.documents import InspectJob, inspect_document
 from mlops.models import DocumentRecord, DocumentStatus, QuarantineReason, ValidationOutcome
-from mlops.quarantine import quarantine, run_untrusted
+from mlops.quarantine import quarantine, release, run_untrusted
 from mlops.run_data import acquired_documents, read_document
 from mlops.stages import StageContext
 from mlops.workers import WorkerFailure
@@ -28,6 +28,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     outcomes: dict[str, ValidationOutcome] = {}
     for doc, outcome in validate(ctx, documents):
         if outcome.accepted:
+            release(ctx, STAGE, doc)
             ctx.metadata.update_document(doc.sha256, status=DocumentStatus.ACCEPTED, format=outcome.format, pages=outcome.pages)
             ctx.audit(STAGE, "accepted", sha256=doc.sha256, format=outcome.format.value, pages=outcome.pages)
         else:
