@@ -167,7 +167,7 @@ def record_task_failure(context: dict[str, Any]) -> None:
     except Exception:
         log.exception("could not publish the failed run %s; closing it as failed", ctx.run_id)
         with suppress(Exception):
-            ctx.metadata.finish_run(ctx.run_id, "failed", {})
+            ctx.metadata.finish_run(ctx.run_id, "failed", {}, outcome="error", reason=f"task {task_id} failed: {message}")
         send_task_failure_alert(ctx, task_id, message)
 
 

@@ -2,27 +2,25 @@
 
 The process holds the store's run lease for the whole run (exclusively: a second process with
 the same run id is refused too), renewed by a heartbeat thread, and gives it up when the run is
-closed, whatever the outcome. :func:`stop_on_signals` turns SIGTERM into :class:`RunInterrupted`,
-which closes the run as ``interrupted``.
+closed, whatever the outcome. :func:`stop_on_signals` (used by the CLI) turns SIGTERM into
+:class:`RunInterrupted`, which closes the run as ``interrupted``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 from mlops.config import Settings
 from mlops.errors import RunInterrupted, describe
 from mlops.io.metadata import RunLease
-from mlops.stages import STAGE_NAMES, interrupted, open_context, run_stage
+from mlops.stages import STAGE_NAMES, STOP_SIGNALS, interrupted, open_context, run_stage, stop_on_signals
 from mlops.stages.generate_reports import publish_failure
 
 log = logging.getLogger(__name__)
-_STOP_SIGNALS: list[str] = []  # what stop_on_signals received, if anything
+__all__ = ["run_all", "stop_on_signals"]
 
 
 def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> dict[str, Any]:
@@ -40,8 +38,8 @@ def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> di
             try:
                 outcome = run_stage(name, ctx.run_id, ctx=ctx)
             except Exception as error:
-                if _STOP_SIGNALS:  # e.g. its workers got the same SIGTERM and died first
-                    raise RunInterrupted(_STOP_SIGNALS[0]) from error
+                if STOP_SIGNALS:  # e.g. its workers got the same SIGTERM and died first
+                    raise RunInterrupted(STOP_SIGNALS[0]) from error
                 try:
                     publish_failure(ctx, name, describe(error))
                 except Exception:
@@ -54,23 +52,3 @@ def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> di
             ctx.lease.stop(release=True)
     summary_key = f"{ctx.settings.prefixes.reports}/{ctx.run_id}/run_summary.json"
     return json.loads(ctx.store.get_bytes(summary_key)) | {"report": outcome["report"]}
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`RunInterrupted` in the main thread (once: a
-    second SIGTERM while the run is closing is ignored, SIGKILL remains for the impatient)."""
-    _STOP_SIGNALS.clear()
-
-    def handler(signum: int, _frame: Any) -> None:
-        if _STOP_SIGNALS:
-            return
-        _STOP_SIGNALS.append(signal.Signals(signum).name)
-        raise RunInterrupted(_STOP_SIGNALS[0])
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        _STOP_SIGNALS.clear()

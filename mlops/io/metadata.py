@@ -1252,9 +1252,13 @@ class RunLease:
                     self.run_id, self.holder, self.ttl_seconds, exclusive=self.exclusive, continuing=continuing
                 )
                 break
+            except RunSuperseded:
+                raise
             except RunBusy as busy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if self.wait_seconds:
+                        raise RunBusy(f"{busy} (waited {self.wait_seconds:g} s)", run_id=busy.run_id) from None
                     raise
                 if not announced:
                     log.warning("waiting up to %.0f s for the store: %s", self.wait_seconds, busy)

@@ -12,7 +12,11 @@ import importlib
 import logging
 import math
 import re
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -38,6 +42,7 @@ STAGE_NAMES: tuple[str, ...] = (
 )
 
 log = logging.getLogger("mlops.stages")
+STOP_SIGNALS: list[str] = []  # the stop signal stop_on_signals received, if any
 
 
 @dataclass
@@ -134,6 +139,10 @@ def run_stage(
         if ctx.lease is None:  # the runner holding the lease closes the run itself
             raise interrupted(ctx, name, stop) from None
         raise
+    except Exception as error:
+        if STOP_SIGNALS and ctx.lease is None:  # e.g. its workers got the same SIGTERM and died first
+            raise interrupted(ctx, name, RunInterrupted(STOP_SIGNALS[0])) from error
+        raise
     finally:
         if ctx.lease is None:
             lease.stop()
@@ -155,3 +164,27 @@ def interrupted(ctx: StageContext, stage: str, stop: BaseException) -> RunInterr
         signal_name,
         f"run {ctx.run_id} interrupted: {reason}. Nothing is lost: the next run takes its unfinished documents.",
     )
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`RunInterrupted` in the main thread, once: a
+    second SIGTERM while the run is closing is ignored (SIGKILL remains for the impatient). For
+    the CLI; Airflow handles the signals of its task processes itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    STOP_SIGNALS.clear()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if STOP_SIGNALS:
+            return
+        STOP_SIGNALS.append(signal.Signals(signum).name)
+        raise RunInterrupted(STOP_SIGNALS[0])
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        STOP_SIGNALS.clear()

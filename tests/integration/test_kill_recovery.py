@@ -6,6 +6,7 @@ landing file ends with exactly one final state and at most one extraction row.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,7 +126,10 @@ def test_a_second_run_beside_a_live_one_exits_naming_it_and_only_one_processes(
     code, _, stderr = finish(first)
     assert code == 0, stderr[-3000:]
     assert [run["run_id"] for run in metadata.runs()] == [live]  # the second never started a run
-    assert metadata.get_run(live)["outcome"] == "completed"
+    run = metadata.get_run(live)
+    summary = json.loads(open_object_store(settings).get_bytes(f"reports/{live}/run_summary.json"))
+    assert (run["outcome"], summary["outcome"]) == ("completed", "completed")
+    assert run["verdict"] == summary["verdict"] == {"success": "passed"}.get(summary["status"], summary["status"])
     assert metadata.lease() is None
     assert_each_landing_file_processed_once(metadata, small_corpus)
 
@@ -156,31 +160,40 @@ def test_a_killed_run_is_abandoned_and_the_next_run_finishes_its_documents(tmp_p
 
 
 def test_sigterm_closes_the_run_as_interrupted_and_the_rerun_loses_nothing(tmp_path, small_corpus):
+    """SIGTERM to the run's process (`kill PID`, `timeout`, docker stop) and to its whole process
+    group with its workers (systemd, Ctrl-C in a shell): interrupted both times, then a run that
+    finishes everything."""
     settings = landed(tmp_path, small_corpus)
     metadata = migrated(settings.metadata_url)
-    stopped = launch(settings)
-    run_id = wait_until(lambda: live_run(metadata), "the run holds the lease", stopped)
-    wait_until(lambda: stage_finished(metadata, run_id, "preprocess_documents"), "extract_data starts", stopped)
-    time.sleep(1.5)
-    started = time.monotonic()
-    stopped.send_signal(signal.SIGTERM)
+    stopped: list[str] = []
+    for target in ("process", "group"):
+        run = launch(settings)
+        run_id = wait_until(lambda: live_run(metadata), "the run holds the lease", run)
+        wait_until(lambda run_id=run_id: stage_finished(metadata, run_id, "preprocess_documents"), "extract_data starts", run)
+        time.sleep(1.5)
+        started = time.monotonic()
+        if target == "process":
+            run.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(run.pid, signal.SIGTERM)
 
-    code, _, stderr = finish(stopped)
+        code, _, stderr = finish(run)
 
-    assert code == EXIT_INTERRUPTED, stderr[-3000:]
-    assert time.monotonic() - started < 20
-    assert f"run {run_id} interrupted: stopped by SIGTERM during extract_data" in stderr
-    assert "Traceback" not in stderr
-    run = metadata.get_run(run_id)
-    assert (run["outcome"], run["status"], run["outcome_reason"]) == (
-        "interrupted", "failed", "stopped by SIGTERM during extract_data")  # fmt: skip
-    assert [(e["stage"], e["event"]) for e in metadata.events(run_id)][-1] == ("extract_data", "interrupted")
-    assert metadata.lease() is None  # the next run need not wait
+        assert code == EXIT_INTERRUPTED, (target, stderr[-3000:])
+        assert time.monotonic() - started < 20
+        assert f"run {run_id} interrupted: stopped by SIGTERM during extract_data" in stderr
+        assert "Traceback" not in stderr
+        row = metadata.get_run(run_id)
+        assert (row["outcome"], row["status"], row["outcome_reason"]) == (
+            "interrupted", "failed", "stopped by SIGTERM during extract_data")  # fmt: skip
+        assert [(e["stage"], e["event"]) for e in metadata.events(run_id)][-1] == ("extract_data", "interrupted")
+        assert metadata.lease() is None  # the next run need not wait
+        stopped.append(run_id)
 
     code, _, stderr = finish(launch(settings))
 
     assert code == 0, stderr[-3000:]
-    assert metadata.get_run(run_id)["outcome"] == "interrupted"  # not abandoned: it said goodbye
+    assert [metadata.get_run(run_id)["outcome"] for run_id in stopped] == ["interrupted"] * 2  # not abandoned
     assert_each_landing_file_processed_once(metadata, small_corpus)
 
 

@@ -5,16 +5,21 @@ errors are not."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
+from datetime import datetime
 
 import psycopg2
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
+from mlops.cli import default_run_id
 from mlops.errors import LeaseLost, RunBusy, RunSuperseded
-from mlops.io.metadata import MetadataStore, RunLease, is_transient
+from mlops.io.metadata import MIGRATIONS_DIR, MetadataStore, RunLease, is_transient
 from mlops.models import DocumentRecord
 from tests.fixtures.postgres import _admin_url, _connect
 
@@ -177,3 +182,52 @@ def test_postgres_outage_is_retried_within_the_budget(postgres_schema_url):
 def _allow_connections(admin: psycopg2.extensions.connection, database: str) -> None:
     with admin.cursor() as cursor:
         cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+
+
+def test_a_failed_gate_and_a_run_that_broke_are_told_apart(metadata_store):
+    metadata_store.start_run("gate_failed", "fp", "1")
+    metadata_store.finish_run("gate_failed", "failed", {"seen": 3})
+    metadata_store.start_run("broke", "fp", "1")
+    metadata_store.finish_run("broke", "failed", {}, outcome="error", reason="task extract_data failed: OSError")
+
+    gate_failed, broke = metadata_store.get_run("gate_failed"), metadata_store.get_run("broke")
+    assert (gate_failed["status"], gate_failed["outcome"], gate_failed["verdict"]) == ("failed", "completed", "failed")
+    assert (broke["status"], broke["outcome"], broke["verdict"]) == ("failed", "error", None)
+    assert broke["outcome_reason"] == "task extract_data failed: OSError"
+    metadata_store.start_run("broke", "fp", "1")  # Airflow clears the task: running again, nothing stale
+    again = metadata_store.get_run("broke")
+    assert (again["outcome"], again["outcome_reason"], again["verdict"], again["finished_at"]) == ("running", None, None, None)
+
+
+def test_runs_closed_before_migration_0004_get_an_outcome(empty_store):
+    with empty_store.engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0003")
+    with empty_store.engine.begin() as conn:
+        for run_id, status, finished in (("ok", "success", True), ("meh", "partial", True), ("bad", "failed", True),
+                                         ("killed", "running", False)):  # fmt: skip
+            conn.execute(sa.text(
+                "INSERT INTO pipeline_runs (run_id, started_at, finished_at, status, counts, settings_fingerprint, "
+                "pipeline_version) VALUES (:run_id, :now, :finished, :status, '{}', 'fp', '1')"),
+                {"run_id": run_id, "now": datetime(2026, 1, 1), "finished": datetime(2026, 1, 1) if finished else None,
+                 "status": status})  # fmt: skip
+
+    empty_store.migrate()
+
+    runs = {run["run_id"]: (run["outcome"], run["verdict"]) for run in empty_store.runs()}
+    assert runs == {"ok": ("completed", "passed"), "meh": ("completed", "warning"), "bad": ("completed", "failed"),
+                    "killed": ("running", None)}  # fmt: skip
+    assert "a failed gate or a crash" in empty_store.get_run("bad")["outcome_reason"]
+    assert empty_store.acquire_lease("next", "host:1", ttl_seconds=60) == ["killed"]
+
+
+def test_cli_run_ids_launched_in_the_same_second_differ():
+    ids = {default_run_id() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(re.fullmatch(r"cli__\d{8}T\d{6}Z_[0-9a-f]{6}", run_id) for run_id in ids)
+
+
+def _alembic_config(conn: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    return config
