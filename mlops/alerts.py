@@ -36,6 +36,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mlops.config import project_dir
 from mlops.errors import ConfigError, DatasetNotFound
 from mlops.models import REQUIRED_FIELDS
 from mlops.run_summary import verdict_line
@@ -181,7 +182,7 @@ def environment() -> dict[str, str]:
     """``.env`` overlaid by the process environment (the environment wins, as for Settings)."""
     from dotenv import dotenv_values
 
-    values = {key: value for key, value in dotenv_values(".env").items() if value is not None}
+    values = {key: value for key, value in dotenv_values(project_dir() / ".env").items() if value is not None}
     return values | dict(os.environ)
 
 

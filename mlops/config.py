@@ -300,8 +300,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier sources win, so the overlay comes before the pipeline config.
         yaml_sources = [YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(yaml_files())]
-        dotenv = _PlatformDotEnv(settings_cls)
+        dotenv = _PlatformDotEnv(settings_cls, env_file=project_dir() / ".env")
         return (init_settings, env_settings, dotenv, *yaml_sources, file_secret_settings)
+
+    @model_validator(mode="after")
+    def _paths_from_the_project_directory(self) -> Settings:
+        """Relative paths point into the project directory whatever the working directory."""
+        _anchor_paths(self, project_dir())
+        return self
 
     @model_validator(mode="after")
     def _object_store_shares_the_retry_budget(self) -> Settings:
@@ -357,9 +363,32 @@ class _PlatformDotEnv(DotEnvSettingsSource):
         }
 
 
+def project_dir() -> Path:
+    """What relative paths in the settings are relative to: ``MLOPS_PROJECT_DIR``, else the
+    checkout this package runs from (it holds config/pipeline_config.yaml), else the working
+    directory (an installed package, as in the Docker image)."""
+    if configured := os.environ.get(f"{ENV_PREFIX}PROJECT_DIR"):
+        return Path(configured)
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / DEFAULT_CONFIG_FILE).is_file() else Path.cwd()
+
+
+def _anchor_paths(model: BaseModel, root: Path) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            object.__setattr__(model, name, root / value)
+        elif isinstance(value, BaseModel):
+            _anchor_paths(value, root)
+
+
 def yaml_files() -> list[Path]:
-    """YAML files in rising precedence: the pipeline config, then the optional params overlay."""
-    files = [Path(os.environ.get(f"{ENV_PREFIX}CONFIG_FILE", DEFAULT_CONFIG_FILE))]
+    """YAML files in rising precedence: the pipeline config, then the optional params overlay.
+    ``MLOPS_CONFIG_FILE`` must exist when it is set; the default one is skipped when missing."""
+    configured = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+    if configured and not Path(configured).is_file():
+        raise ConfigError(f"{ENV_PREFIX}CONFIG_FILE={configured!r}: no such file. Point it at an existing YAML file.")
+    files = [Path(configured) if configured else project_dir() / DEFAULT_CONFIG_FILE]
     overlay = os.environ.get(f"{ENV_PREFIX}PARAMS_FILE")
     if overlay:
         if not Path(overlay).is_file():

@@ -17,7 +17,7 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
-from mlops.config import ENV_PREFIX, PrefixSettings, Settings, get_settings, yaml_files
+from mlops.config import ENV_PREFIX, PrefixSettings, Settings, get_settings, project_dir, yaml_files
 from mlops.errors import ConfigError, describe
 from mlops.run_summary import fails_run, verdict_line
 from mlops.stages import StageContext, normalise_run_id, open_context, run_stage
@@ -139,14 +139,15 @@ def setting_source(dotted: str) -> str:
     env_name = ENV_PREFIX + dotted.replace(".", "__").upper()
     if env_name in {name.upper() for name in os.environ}:
         return f"environment variable {env_name}"
-    if env_name in {name.upper() for name in dotenv_values(".env")}:
+    if env_name in {name.upper() for name in dotenv_values(project_dir() / ".env")}:
         return f"{env_name} in .env"
     for path in reversed(yaml_files()):
         node: Any = yaml.safe_load(path.read_text()) or {}
         for part in dotted.split("."):
             node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
         if node is not KeyError:
-            return f"`{dotted}` in {path}"
+            shown = path.relative_to(project_dir()) if path.is_relative_to(project_dir()) else path
+            return f"`{dotted}` in {shown}"
     return "its default"
 
 

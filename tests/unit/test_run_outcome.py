@@ -124,7 +124,7 @@ def test_a_config_error_fails_at_once_naming_the_environment_variable_it_came_fr
 
 
 def test_setting_sources_in_precedence_order(fresh_settings, tmp_path):
-    fresh_settings.chdir(tmp_path)
+    fresh_settings.setenv("MLOPS_PROJECT_DIR", str(tmp_path))
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "pipeline_config.yaml").write_text("limits:\n  max_pages: 5\n")
     (tmp_path / ".env").write_text("MLOPS_LIMITS__TIMEOUT_SECONDS=9\n")

@@ -8,10 +8,11 @@ from mlops.errors import ConfigError
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """An empty working directory: no .env, no config file, no MLOPS_* variables."""
+    """An empty project directory: no .env, no config file, no MLOPS_* variables."""
     monkeypatch.chdir(tmp_path)
     for name in [name for name in __import__("os").environ if name.startswith("MLOPS_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("MLOPS_PROJECT_DIR", str(tmp_path))
     (tmp_path / "config").mkdir()
     return tmp_path
 
@@ -19,8 +20,8 @@ def workdir(tmp_path, monkeypatch):
 def test_defaults_are_the_embedded_backends(workdir):
     settings = load_settings()
     assert settings.object_store.backend == "local"
-    assert str(settings.local_root) == "data"
-    assert settings.metadata_url == "sqlite:///data/metadata.db"
+    assert settings.local_root == workdir / "data"
+    assert settings.metadata_url == f"sqlite:///{workdir}/data/metadata.db"
     assert settings.limits.max_file_bytes == 50 * 1024 * 1024
 
 
@@ -128,3 +129,19 @@ def test_env_example_documents_every_pipeline_config_key_with_the_same_value():
         name = "MLOPS_" + dotted.replace(".", "__").upper()
         assert name in documented, f"{dotted} is in pipeline_config.yaml but {name} is not in .env.example"
         assert str(yaml.safe_load(documented[name])) == str(value), f"{name}: {documented[name]} vs {value}"
+
+
+def test_relative_paths_and_the_config_file_come_from_the_project_whatever_the_working_directory(
+    workdir, monkeypatch, tmp_path_factory
+):
+    (workdir / "config" / "pipeline_config.yaml").write_text("limits:\n  max_pages: 7\n")
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+
+    settings = load_settings()
+
+    assert settings.limits.max_pages == 7
+    assert settings.data_dir == workdir / "data"
+    assert settings.quality.suite_file == workdir / "config" / "expectations" / "extractions.json"
+    monkeypatch.setenv("MLOPS_CONFIG_FILE", "no/such/config.yaml")
+    with pytest.raises(ConfigError, match="MLOPS_CONFIG_FILE='no/such/config.yaml': no such file"):
+        load_settings()
