@@ -14,7 +14,7 @@ from contextlib import suppress
 from typing import Any
 
 from mlops.config import Settings
-from mlops.errors import RunInterrupted, describe
+from mlops.errors import RunBusy, RunInterrupted, describe
 from mlops.io.metadata import RunLease
 from mlops.stages import STAGE_NAMES, STOP_SIGNALS, interrupted, open_context, run_stage, stop_on_signals
 from mlops.stages.generate_reports import publish_failure
@@ -37,6 +37,8 @@ def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> di
         for name in STAGE_NAMES:
             try:
                 outcome = run_stage(name, ctx.run_id, ctx=ctx)
+            except RunBusy:
+                raise  # it lost the store to another run: that run reports, not this one
             except Exception as error:
                 if STOP_SIGNALS:  # e.g. its workers got the same SIGTERM and died first
                     raise RunInterrupted(STOP_SIGNALS[0]) from error

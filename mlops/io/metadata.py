@@ -549,6 +549,7 @@ class MetadataStore:
 
         ``outcome``: completed (the default: the work is done and ``verdict`` is the gate's, by
         default the one ``status`` implies) or error (the run stopped on a failure: no verdict).
+        An error does not overwrite ``abandoned`` or ``interrupted``: that came first and says why.
         """
         status, outcome = RunStatus(status), RunOutcome(outcome)
         if status is RunStatus.RUNNING or outcome is RunOutcome.RUNNING:
@@ -563,8 +564,13 @@ class MetadataStore:
             "outcome_reason": reason,
             "verdict": None if verdict is None else RunVerdict(verdict).value,
         }
+        table = PipelineRun.__table__
+        if outcome is RunOutcome.ERROR:
+            stopped = table.c.outcome.in_(STOPPED_OUTCOMES)
+            values |= {"outcome": sa.case((stopped, table.c.outcome), else_=values["outcome"]),
+                       "outcome_reason": sa.case((stopped, table.c.outcome_reason), else_=reason)}  # fmt: skip
         with self._write() as conn:
-            result = conn.execute(sa.update(PipelineRun).where(PipelineRun.run_id == run_id).values(**values))
+            result = conn.execute(sa.update(table).where(table.c.run_id == run_id).values(**values))
             if result.rowcount != 1:
                 raise MetadataError(f"run {run_id!r} was never started: call start_run first")
             self._release(conn, run_id)

@@ -81,6 +81,10 @@ def test_an_expired_lease_is_taken_over_and_its_run_marked_abandoned_with_the_re
     metadata_store.release_lease("next")
     with pytest.raises(RunSuperseded, match="run 'killed' was abandoned .* run 'next' has started since"):
         metadata_store.acquire_lease("killed", "host:1", ttl_seconds=60, continuing=True)
+    # its Airflow failure callback closing it as an error does not hide why it stopped
+    metadata_store.finish_run("killed", "failed", {}, outcome="error", reason="task validate_documents failed")
+    assert metadata_store.get_run("killed")["outcome"] == "abandoned"
+    assert "its lease expired at" in metadata_store.get_run("killed")["outcome_reason"]
     # starting it again from its first stage is a fresh start
     assert metadata_store.acquire_lease("killed", "host:1", ttl_seconds=60) == ["next"]
 
