@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
 from mlops.config import ENV_PREFIX, PrefixSettings, Settings, get_settings, project_dir, yaml_files
-from mlops.errors import ConfigError, describe
+from mlops.errors import ConfigError, LeaseLost, RunSuperseded, describe
 from mlops.run_summary import fails_run, verdict_line
 from mlops.stages import StageContext, normalise_run_id, open_context, run_stage
 
@@ -59,7 +59,7 @@ def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> d
     allow_child_processes()
     params = context.get("params") or {}
     logical_date = context.get("logical_date") or context["dag_run"].run_after
-    with config_errors_fail_at_once():
+    with config_errors_fail_at_once(), runs_that_cannot_go_on_fail_at_once():
         summary = run_stage(
             stage,
             context["run_id"],
@@ -116,6 +116,19 @@ def config_errors_fail_at_once() -> Iterator[None]:
         sources = [f"{key} from {setting_source(key)}" for key in named_settings(str(error))]
         origin = f"\nvalues: {'; '.join(sources)}" if sources else ""
         raise AirflowFailException(f"configuration error (not retried): {error}{origin}") from error
+
+
+@contextmanager
+def runs_that_cannot_go_on_fail_at_once() -> Iterator[None]:
+    """A run whose documents another run has taken over (its lease expired between two tasks)
+    cannot go on: fail the task without retries. Another run being live is retried: the backoff
+    is the wait."""
+    try:
+        yield
+    except (RunSuperseded, LeaseLost) as error:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{error} (not retried)") from error
 
 
 def named_settings(message: str) -> list[str]:

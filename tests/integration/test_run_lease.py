@@ -9,7 +9,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg2
 import pytest
@@ -235,3 +235,30 @@ def _alembic_config(conn: sa.Connection) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = conn
     return config
+
+
+def test_an_airflow_task_beside_a_live_run_is_retried_and_one_of_a_superseded_run_fails_at_once(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops.config import get_settings
+    from mlops.orchestration import run_task
+
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        store = MetadataStore.from_settings(get_settings())
+        store.migrate()
+        store.acquire_lease("scheduled__killed", "worker:1", ttl_seconds=0.5)
+        store.start_run("scheduled__killed", "fp", "1")
+        time.sleep(0.6)  # its lease expires between two of its tasks; a CLI run takes the store over
+        store.acquire_lease("cli_run", "host:2", ttl_seconds=60)
+        store.start_run("cli_run", "fp", "1")
+        context = {"params": {}, "logical_date": datetime.now(UTC), "run_id": "scheduled__killed"}
+
+        with pytest.raises(RunBusy, match="run 'cli_run'"):  # an ordinary failure: Airflow retries it
+            run_task("validate_documents", context)
+        store.finish_run("cli_run", "success", {})
+        with pytest.raises(AirflowFailException, match=r"was abandoned .* cannot go on.*\(not retried\)"):
+            run_task("validate_documents", context)
+    finally:
+        get_settings.cache_clear()
