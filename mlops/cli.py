@@ -2,7 +2,7 @@
 
 Exit codes scripts can rely on: 0 success, 1 unexpected error (a bug: see the traceback),
 2 usage error, 3 configuration error, 4 infrastructure error (object store, database,
-missing system program: retry or fix the service), 5 the run finished but its verdict fails it
+a full disk or a permission denied, missing system program: retry or fix the service), 5 the run finished but its verdict fails it
 (``run``: FAILED, or WARNING too, per the setting ``gate.fail_run_on``; its report is written),
 6 another run is live on the store (its id is in the message; or this run cannot go on because
 a later one took its documents over), 7 the run was interrupted (SIGTERM, Ctrl-C) and closed as
@@ -11,6 +11,7 @@ such: its unfinished documents go to the next run.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -27,10 +28,14 @@ EXIT_INFRASTRUCTURE = 4
 EXIT_VERDICT = 5
 EXIT_BUSY = 6
 EXIT_INTERRUPTED = 7
+# The disk or the permissions under data_dir, not a bug: an infrastructure error naming the path.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def _fail(code: int, message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
+    from mlops.errors import redact
+
+    click.secho(f"error: {redact(message)}", fg="red", err=True)
     sys.exit(code)
 
 
@@ -57,6 +62,11 @@ class _Group(click.Group):
             _fail(EXIT_CONFIG, str(error))
         except (ObjectStoreError, DependencyMissing, DatasetNotFound) as error:
             _fail(EXIT_INFRASTRUCTURE, str(error))
+        except OSError as error:
+            if error.errno not in STORAGE_ERRNOS:
+                raise
+            _fail(EXIT_INFRASTRUCTURE, f"{error.strerror} at {error.filename or 'an unnamed path'}: "
+                  "free space or fix the permissions there, then run again (nothing is lost: the run resumes)")  # fmt: skip
         except Exception as error:
             from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 

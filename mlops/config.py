@@ -25,7 +25,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, redact
 
 ENV_PREFIX = "MLOPS_"
 DEFAULT_CONFIG_FILE = "config/pipeline_config.yaml"
@@ -408,7 +408,7 @@ def _explain(error: ValidationError) -> str:
             )
             continue
         env_name = ENV_PREFIX + "__".join(str(part).upper() for part in item["loc"])
-        given = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
+        given = "" if item["type"] == "missing" else redact(f" (got {item.get('input')!r})")
         lines.append(
             f"  {dotted}: {item['msg']}{given}. Fix: set {env_name} in the environment or .env, "
             f"or `{dotted}` in {DEFAULT_CONFIG_FILE}; every key is documented in .env.example."

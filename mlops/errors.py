@@ -1,5 +1,7 @@
 """Exceptions the platform raises on purpose; each message names the thing at fault and the fix."""
 
+import re
+
 
 class MlopsError(Exception):
     """Base of every error the platform raises deliberately."""
@@ -56,8 +58,18 @@ class RunInterrupted(BaseException):
         self.signal_name = signal_name
 
 
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """The text with the password of every URL in it masked (``postgresql://user:***@host/db``):
+    messages echo bad values, and a database URL carries its password."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
 def describe(error: BaseException | None) -> str:
-    """``Type: message`` of an error, for run summaries and logs (a KeyError's message alone is a bare key)."""
+    """``Type: message`` of an error, for run summaries and logs (a KeyError's message alone is a
+    bare key); URL passwords masked."""
     if error is None:
         return "unknown error"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return redact(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)

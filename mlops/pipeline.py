@@ -44,8 +44,12 @@ def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> di
                     raise RunInterrupted(STOP_SIGNALS[0]) from error
                 try:
                     publish_failure(ctx, name, describe(error))
-                except Exception:
-                    log.exception("could not publish the failed run %s", ctx.run_id)
+                except Exception as unpublished:
+                    log.error("could not publish the failed run %s (%s); closing it as an error",
+                              ctx.run_id, describe(unpublished))  # fmt: skip
+                    with suppress(Exception):
+                        ctx.metadata.finish_run(ctx.run_id, "failed", {}, outcome="error",
+                                                reason=f"task {name} failed: {describe(error)}")  # fmt: skip
                 raise
     except (RunInterrupted, KeyboardInterrupt) as stop:
         raise interrupted(ctx, name, stop) from None

@@ -166,6 +166,10 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], Any], *, if_absent: bo
         else:
             os.replace(temp, path)
         return True
+    except OSError as error:
+        if error.filename is None:  # a write or fsync that failed (a full disk): say where
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)

@@ -145,3 +145,11 @@ def test_relative_paths_and_the_config_file_come_from_the_project_whatever_the_w
     monkeypatch.setenv("MLOPS_CONFIG_FILE", "no/such/config.yaml")
     with pytest.raises(ConfigError, match="MLOPS_CONFIG_FILE='no/such/config.yaml': no such file"):
         load_settings()
+
+
+def test_a_database_url_in_an_error_never_shows_its_password(workdir, monkeypatch):
+    monkeypatch.setenv("MLOPS_METADATA__URL", "postgres://mlops:hunter2-secret@db:5432/mlops")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "hunter2-secret" not in str(error.value)
+    assert "'postgres://mlops:***@db:5432/mlops'" in str(error.value)
