@@ -44,7 +44,7 @@ def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> di
                     raise RunInterrupted(STOP_SIGNALS[0]) from error
                 try:
                     publish_failure(ctx, name, describe(error))
-                except Exception as unpublished:
+                except Exception as unpublished:  # noqa: BLE001 - logged; the run is closed and the error re-raised
                     log.error("could not publish the failed run %s (%s); closing it as an error",
                               ctx.run_id, describe(unpublished))  # fmt: skip
                     with suppress(Exception):
