@@ -31,7 +31,7 @@ from tests.fixtures.postgres import _admin_url, _connect
 
 pytestmark = pytest.mark.integration
 DOCUMENTS = 8  # text PDFs and scans: the scans' OCR keeps extract_data busy for seconds
-LEASE_ENV = {"MLOPS_LEASE__TTL_SECONDS": "3", "MLOPS_LEASE__HEARTBEAT_SECONDS": "0.5"}
+LEASE_ENV = {"MLOPS_LEASE__TTL_SECONDS": "8", "MLOPS_LEASE__HEARTBEAT_SECONDS": "0.5"}  # slack for a loaded machine
 RUN_TIMEOUT = 180
 
 

@@ -176,6 +176,7 @@ def test_acquire_records_and_refuses_hostile_entries_and_takes_the_documents_bes
     assert files_holding(tmp_path / "data", b"outside the landing root") == []
     assert files_holding(tmp_path / "data", b"behind a linked folder") == []
 
+    metadata.release_lease("run-1")  # the first run stopped without finishing
     with no_hang(60):
         second = run_stage("acquire_documents", "run-2", settings=settings)
     # the unfinished first run's documents are resumed, none registered twice; refusals recorded again
