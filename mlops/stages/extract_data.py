@@ -9,9 +9,13 @@ kills runs is set aside as poison like in validate and preprocess.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
+from mlops.errors import ObjectNotFound
 from mlops.extraction.extractors import ExtractJob, extract_document, make_extractor
 from mlops.extraction.ocr import ensure_tesseract
 from mlops.extraction.trained_models import load_models
@@ -50,11 +54,17 @@ def extract_batch(
     settings = ctx.settings.extract
     extractions: list[Extraction] = []
     quarantined = 0
-    for doc, result in _extract(ctx, documents):
+    cache = ExtractionCache(ctx)
+    done = {} if ctx.reprocess else cache.load([doc for doc, _ in documents])
+    if done:
+        ctx.audit(STAGE, "extractions_reused", batch=number, documents=len(done))
+    for doc, result in [*done.items(), *_extract(ctx, [item for item in documents if item[0] not in done])]:
         if isinstance(result, WorkerFailure):
             quarantine(ctx, STAGE, doc, result.reason, f"extraction: {result.detail}")
             quarantined += 1
             continue
+        if doc not in done:
+            cache.save(result)
         extractions.append(result)
         ctx.metadata.update_document(doc.sha256, status=DocumentStatus.EXTRACTED)
     ctx.catalog.save_table(f"{STAGE}/part-{number:04d}", [extraction.row() for extraction in extractions])
@@ -65,6 +75,37 @@ def extract_batch(
         "ocr_pages": sum(extraction.ocr_pages for extraction in extractions),
         "quarantined": quarantined,
     }
+
+
+class ExtractionCache:
+    """Each document's extraction, saved the moment it is done, under a key of everything that
+    shapes it (pipeline and model version, extractor, OCR and date settings). A run that was
+    killed, a retried task or a run that takes over another's documents reuses them instead of
+    reading the pages again; ``reprocess`` ignores them."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        settings = ctx.settings
+        shaping = {
+            "pipeline_version": settings.pipeline_version,
+            "extract": settings.extract.model_dump(mode="json", exclude={"http_api_key", "tesseract_cmd", "model_dir"}),
+            "text_layer_min_chars": settings.preprocess.text_layer_min_chars,
+        }
+        digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+        self.store, self.prefix = ctx.store, f"{settings.prefixes.runs}/_extractions/{digest}"
+
+    def key(self, sha256: str) -> str:
+        return f"{self.prefix}/{sha256[:2]}/{sha256}.json"
+
+    def load(self, documents: list[DocumentRecord]) -> dict[DocumentRecord, Extraction]:
+        found = {}
+        for doc in documents:
+            with suppress(ObjectNotFound):
+                found[doc] = Extraction.model_validate_json(self.store.get_bytes(self.key(doc.sha256)))
+        return found
+
+    def save(self, extraction: Extraction) -> None:
+        self.store.put_bytes(self.key(extraction.sha256), extraction.model_dump_json().encode(),
+                             content_type="application/json")  # fmt: skip
 
 
 def _extract(
