@@ -465,7 +465,11 @@ def candidate_rows(
         for field_name in FIELD_NAMES:
             if FIELD_TYPES[field_name] != candidate.value_type:
                 continue
-            others = [name for name in FIELD_NAMES if name != field_name]
+            # A value printed with its unit ($, %, months) cannot be a field of another type: a
+            # label of such a field beside it ("monthly payments of $94.94" also reads as a
+            # term's "payments") is no evidence against it.
+            others = [name for name in FIELD_NAMES if name != field_name
+                      and (not candidate.unit or FIELD_TYPES[name] == candidate.value_type)]  # fmt: skip
             rows.append(
                 (
                     field_name,
@@ -474,8 +478,8 @@ def candidate_rows(
                         **base,
                         "left_own": left_sim[field_name],
                         "above_own": above_sim[field_name],
-                        "left_best_other_field": max(left_sim[name] for name in others),
-                        "above_best_other_field": max(above_sim[name] for name in others),
+                        "left_best_other_field": max((left_sim[name] for name in others), default=0.0),
+                        "above_best_other_field": max((above_sim[name] for name in others), default=0.0),
                         "left_margin": left_sim[field_name] - max(left_sim[name] for name in [*others, OTHER]),
                         "above_margin": above_sim[field_name] - max(above_sim[name] for name in [*others, OTHER]),
                     },
