@@ -36,8 +36,7 @@ def quarantine(
     """
     target = quarantine_key(ctx, doc)
     if doc.raw_key != target and ctx.store.exists(doc.raw_key):  # reprocessed: already there
-        ctx.store.copy(doc.raw_key, target)
-        ctx.store.delete(doc.raw_key)
+        ctx.store.move(doc.raw_key, target)  # a rename on a local disk: no second copy's space
     reason_record = {
         "sha256": doc.sha256,
         "source_key": doc.source_key,
@@ -67,8 +66,7 @@ def release(ctx: StageContext, stage: str, doc: DocumentRecord) -> None:
     held, raw_key = quarantine_key(ctx, doc), raw_key_for(ctx, doc.sha256)
     if ctx.store.exists(raw_key) or not ctx.store.exists(held):
         return
-    ctx.store.copy(held, raw_key)
-    ctx.store.delete(held)
+    ctx.store.move(held, raw_key)
     with suppress(Exception):
         ctx.store.delete(f"{PurePosixPath(held).parent}/reason.json")
     ctx.metadata.release_document(doc.sha256, raw_key)
