@@ -24,6 +24,7 @@ from plotly.offline import get_plotlyjs
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlops.quality.bias import BiasThresholds
+from mlops.quality.expectations import ExpectationOutcome
 
 FUNNEL_STEPS: tuple[str, ...] = ("seen", "new", "skipped", "accepted", "quarantined", "duplicates")
 FINDING_COLUMNS: tuple[str, ...] = ("document", "field", "value", "detector", "severity", "reason")
@@ -294,11 +295,7 @@ def _validation(validation: dict[str, Any] | None, details: dict[str, Any]) -> d
 
 def _expectation_row(outcome: dict[str, Any], details: dict[str, Any]) -> list[Any]:
     """One failing expectation as people read it: what, where, what it allows, what was seen, which files."""
-    name = outcome.get("type") or outcome.get("expectation") or "?"
-    if outcome.get("condition"):
-        name = f"{name} where {outcome['condition']}"
-    if outcome.get("critical"):
-        name = f"{name} [critical]"
+    label = ExpectationOutcome.model_validate({"column": None, "success": False, **outcome}).label
     if outcome.get("error"):
         observed = f"error: {outcome['error']}"
     elif outcome.get("unexpected_count") is not None:
@@ -310,28 +307,17 @@ def _expectation_row(outcome: dict[str, Any], details: dict[str, Any]) -> list[A
         observed = f"{outcome['observed_value']:.3g}"
     else:
         observed = "-"
-    label = _outcome_label(outcome)
     files = details.get("files") or {}
     shas = [sha for sha, labels in (details.get("failing_rows") or {}).items() if label in labels]
     names = [files.get(sha, sha[:12]) for sha in shas[:MAX_FILES_NAMED]]
     more = f" and {len(shas) - MAX_FILES_NAMED} more" if len(shas) > MAX_FILES_NAMED else ""
     return [
-        name,
+        label,
         outcome.get("column") or "-",
         outcome.get("bounds") or "-",
         observed,
         ", ".join(names) + more or "-",
     ]
-
-
-def _outcome_label(outcome: dict[str, Any]) -> str:
-    """The label the gate keys failing rows by (ExpectationOutcome.label)."""
-    label = (
-        f"{outcome.get('type')}({outcome['column']})" if outcome.get("column") else str(outcome.get("type"))
-    )
-    if outcome.get("condition"):
-        label = f"{label} where {outcome['condition']}"
-    return f"{label} [critical]" if outcome.get("critical") else label
 
 
 def _anomalies(anomalies: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any] | None:

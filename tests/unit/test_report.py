@@ -50,7 +50,7 @@ def full_details() -> dict:
     return {
         "failing_expectations": [
             {
-                "expectation": "expect_column_values_to_be_between",
+                "type": "expect_column_values_to_be_between",
                 "column": "interest_rate",
                 "unexpected_percent": 4.0,
             }
