@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import suppress
+from itertools import chain
 from typing import Any
 
 from mlops.errors import ObjectNotFound
@@ -58,7 +59,7 @@ def extract_batch(
     done = {} if ctx.reprocess else cache.load([doc for doc, _ in documents])
     if done:
         ctx.audit(STAGE, "extractions_reused", batch=number, documents=len(done))
-    for doc, result in [*done.items(), *_extract(ctx, [item for item in documents if item[0] not in done])]:
+    for doc, result in chain(done.items(), _extract(ctx, [item for item in documents if item[0] not in done])):
         if isinstance(result, WorkerFailure):
             quarantine(ctx, STAGE, doc, result.reason, f"extraction: {result.detail}")
             quarantined += 1
