@@ -648,7 +648,9 @@ class MetadataStore:
 
     @_retried
     def renew_lease(self, run_id: str, holder: str, ttl_seconds: float) -> bool:
-        """The heartbeat: extend the lease if ``run_id`` still holds it (False: it does not)."""
+        """The heartbeat: extend the lease if ``run_id`` still holds it. False: the run lost it
+        (another run holds it, or took over and marked this one abandoned); a lease the run gave
+        up itself by closing (:meth:`finish_run`, :meth:`stop_run`) is not lost."""
         now = utcnow()
         table = RunLeaseRow.__table__
         with self._write() as conn:
@@ -657,7 +659,12 @@ class MetadataStore:
                 .where(table.c.name == LEASE_NAME, table.c.run_id == run_id)
                 .values(holder=holder, heartbeat_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
             )
-            return result.rowcount == 1
+            if result.rowcount == 1:
+                return True
+            held_by_another = conn.execute(sa.select(table.c.run_id).where(table.c.name == LEASE_NAME)).first()
+            runs = PipelineRun.__table__
+            outcome = conn.execute(sa.select(runs.c.outcome).where(runs.c.run_id == run_id)).scalar()
+            return held_by_another is None and outcome != RunOutcome.ABANDONED.value
 
     @_retried
     def release_lease(self, run_id: str) -> bool:

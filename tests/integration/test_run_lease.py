@@ -52,6 +52,9 @@ def test_one_live_run_per_store_and_every_process_of_it_passes(metadata_store):
     assert metadata_store.renew_lease("cli_run", "host:22", ttl_seconds=60) is False
     metadata_store.finish_run("airflow_run", "success", {"seen": 1})  # closing a run gives its lease up
     assert metadata_store.lease() is None
+    # its heartbeat beating once more after the close (a race) does not call the lease lost
+    assert metadata_store.renew_lease("airflow_run", "worker-2:33", ttl_seconds=60) is True
+    assert metadata_store.lease() is None
     run = metadata_store.get_run("airflow_run")
     assert (run["status"], run["outcome"], run["verdict"]) == ("success", "completed", "passed")
 
@@ -66,6 +69,10 @@ def test_an_expired_lease_is_taken_over_and_its_run_marked_abandoned_with_the_re
 
     assert metadata_store.acquire_lease("next", "host:2", ttl_seconds=60) == ["killed", "older_crash"]
 
+    assert metadata_store.renew_lease("killed", "host:1", ttl_seconds=60) is False  # its heartbeat learns it lost
+    metadata_store.release_lease("next")
+    assert metadata_store.renew_lease("killed", "host:1", ttl_seconds=60) is False  # still lost once the lease is free
+    metadata_store.acquire_lease("next", "host:2", ttl_seconds=60)
     killed = metadata_store.get_run("killed")
     assert (killed["outcome"], killed["status"], killed["verdict"]) == ("abandoned", "failed", None)
     assert killed["finished_at"] is not None
