@@ -252,6 +252,30 @@ class AlertSettings(BaseModel):
     backoff_seconds: float = Field(1.0, ge=0, le=60, description="wait before the second try, doubling after")
 
 
+class MonitoringSettings(BaseModel):
+    """Field statistics recorded by store_results for every run, and the drift of a run against a
+    baseline window of earlier good runs (``python -m mlops drift``). A drift check fires only when
+    the change is both significant (p below ``p_value``: a run of ten documents moves by chance)
+    and large (at least its ``min_*`` effect size)."""
+
+    categorical_fields: list[str] = Field(
+        ["extractor", "doc_type", "text_source", "servicer"],
+        description="string fields whose value frequencies are kept; other strings keep lengths only",
+    )
+    top_k: int = Field(20, ge=1, le=1000, description="most frequent values kept per categorical field")
+    histogram_bins: int = Field(10, ge=2, le=100, description="equal-width bins of numeric histograms")
+    baseline_runs: int = Field(5, ge=1, description="the last N good runs before the run make its baseline")
+    min_baseline_runs: int = Field(3, ge=1, description="fewer good runs with statistics: NOT ENOUGH HISTORY")
+    baseline_verdicts: list[Literal["passed", "warning", "failed"]] = Field(
+        ["passed", "warning"], description="verdicts of completed runs that may serve as baseline"
+    )
+    p_value: float = Field(0.01, gt=0, lt=1, description="significance level of every drift test")
+    min_ks_statistic: float = Field(0.2, ge=0, le=1, description="numeric fields: smallest KS distance that counts")
+    min_js_distance: float = Field(0.1, ge=0, le=1, description="categorical fields: smallest Jensen-Shannon distance")
+    min_missing_rate_increase: float = Field(0.1, ge=0, le=1, description="smallest rise of a field's missing rate")
+    min_confidence_drop: float = Field(0.05, ge=0, le=1, description="smallest fall of a field's mean confidence")
+
+
 class Settings(BaseSettings):
     """Every setting of the platform. See .env.example and config/pipeline_config.yaml."""
 
@@ -285,6 +309,7 @@ class Settings(BaseSettings):
     bias: BiasSettings = BiasSettings()
     gate: GateSettings = GateSettings()
     alerts: AlertSettings = AlertSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     labels_key: str | None = Field(
         "landing/labels.jsonl", description="ground-truth labels in the object store, for accuracy metrics"
     )

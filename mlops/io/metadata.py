@@ -5,8 +5,8 @@ One implementation on SQLAlchemy 2 serves both backends: Postgres in production 
 file for the embedded default. Alembic (``mlops/io/migrations``) is the only thing that creates
 or changes tables; :meth:`MetadataStore.migrate` runs ``alembic upgrade head`` in-process, so no
 ``alembic.ini`` is needed on disk. The ORM classes below mirror the migrations (0001 foundation,
-0002 results, 0003 document attempts, 0004 run lease and run outcomes) and a test checks that the
-two agree.
+0002 results, 0003 document attempts, 0004 run lease and run outcomes, 0005 field statistics) and
+a test checks that the two agree.
 
 Contract: every write method is one transaction, and every insert that a retried task may repeat
 is an ``INSERT ... ON CONFLICT`` against a unique constraint, so duplicates are impossible by
@@ -319,6 +319,25 @@ class RunMetric(Base):
     run_id: Mapped[str] = mapped_column(sa.String(255))
     name: Mapped[str] = mapped_column(sa.String(255))
     value: Mapped[float | None] = mapped_column(sa.Float)
+
+
+class FieldStatisticsRow(Base):
+    """One field's statistics in one run (:mod:`mlops.monitoring.statistics`); ``stats`` holds the
+    kind-specific part (quantiles, histogram, frequencies, lengths, confidence spread)."""
+
+    __tablename__ = "field_statistics"
+    __table_args__ = (sa.UniqueConstraint("run_id", "field"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(255))
+    field: Mapped[str] = mapped_column(sa.String(255))
+    kind: Mapped[str | None] = mapped_column(sa.String(16))
+    count: Mapped[int] = mapped_column(sa.Integer)
+    missing: Mapped[int] = mapped_column(sa.Integer)
+    missing_rate: Mapped[float] = mapped_column(sa.Float)
+    mean_confidence: Mapped[float | None] = mapped_column(sa.Float)
+    stats: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
 
 
 EXTRACTION_COLUMNS: tuple[str, ...] = (
@@ -1168,6 +1187,38 @@ class MetadataStore:
         )
         with self.engine.connect() as conn:
             return {name: math.nan if value is None else float(value) for name, value in conn.execute(query)}
+
+    # -- field statistics -------------------------------------------------------------------
+
+    @_retried
+    def replace_field_statistics(self, run_id: str, statistics: Iterable[Mapping[str, Any]]) -> int:
+        """Replace the run's field statistics with these in one transaction; return how many.
+
+        A repeated store_results (a retried task, a resumed run) leaves exactly its last set, and a
+        field that is gone from the rerun's table does not linger."""
+        now = utcnow()
+        rows = [
+            {**{key: _plain(item.get(key)) for key in ("field", "kind", "count", "missing", "missing_rate",
+                                                       "mean_confidence")},
+             "stats": _plain(dict(item.get("stats") or {})), "run_id": run_id, "created_at": now}
+            for item in statistics
+        ]  # fmt: skip
+        table = FieldStatisticsRow.__table__
+        with self._write() as conn:
+            conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+            for chunk in _chunks(rows):
+                conn.execute(sa.insert(table), list(chunk))
+        return len(rows)
+
+    @_retried
+    def field_statistics(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Field statistics (run_id, field, kind, count, missing, missing_rate, mean_confidence,
+        stats), of these runs or of all, by run then field."""
+        table = FieldStatisticsRow.__table__
+        query = sa.select(table).order_by(table.c.run_id, table.c.field)
+        if run_ids is None:
+            return self._all(query)
+        return [row for chunk in _chunks(list(run_ids)) for row in self._all(query.where(table.c.run_id.in_(chunk)))]
 
     # -- helpers ----------------------------------------------------------------------------
 
