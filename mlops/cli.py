@@ -314,6 +314,45 @@ def runs(limit: int) -> None:
                    f"quarantined {counts.get('quarantined', '-')}")  # fmt: skip
 
 
+@cli.command("drift")
+@click.option("--run-id", help="Default: the newest run with field statistics.")
+@click.option("--baseline-runs", type=click.IntRange(min=1), help="Compare with this many good runs (default: monitoring.baseline_runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole drift report after the verdict.")
+def drift(run_id: str | None, baseline_runs: int | None, as_json: bool) -> None:
+    """Drift of a run's field statistics against the last good runs before it: the verdict first
+    (DRIFT, NO DRIFT or NOT ENOUGH HISTORY), then the ten most drifted fields with their worst
+    statistic, its value and threshold. Writes every check to reports/<run_id>/drift.json."""
+    from mlops.config import get_settings
+    from mlops.io.metadata import MetadataStore
+    from mlops.io.objects import open_object_store
+    from mlops.monitoring.drift import drift_for_run
+
+    settings = get_settings()
+    metadata = MetadataStore.from_settings(settings)
+    metadata.migrate()
+    if run_id is None:
+        with_statistics = {row["run_id"] for row in metadata.field_statistics()}
+        newest = [row["run_id"] for row in metadata.runs() if row["run_id"] in with_statistics]
+        if not newest:
+            _fail(2, "no run has field statistics yet: they are recorded by store_results (`python -m mlops run`)")
+        run_id = newest[-1]
+    _known_run(run_id)
+    if not metadata.field_statistics([run_id]):
+        _fail(2, f"run {run_id!r} has no field statistics: `python -m mlops stage store_results --run-id {run_id}` "
+              "records them")  # fmt: skip
+    report = drift_for_run(metadata, run_id, settings.monitoring, baseline_runs)
+    store = open_object_store(settings)
+    key = f"{settings.prefixes.reports}/{run_id}/drift.json"
+    store.put_bytes(key, report.to_json().encode(), content_type="application/json")
+    click.echo(report.headline())
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        for check in report.worst_per_field()[:10]:
+            click.echo(f"  {check.line()}")
+    click.echo(f"report:  {store.uri(key)}")
+
+
 def _counts_line(documents: dict[str, int]) -> str:
     return (
         f"documents: seen {documents['seen']}, new {documents['new']}, skipped {documents['skipped']}, "

@@ -50,7 +50,8 @@ def field_statistics(
     """One statistics dict per field of ``frame`` (see the module docstring)."""
     categorical = set(categorical_fields)
     return [
-        _field(frame, column, column in categorical, top_k, bins) for column in profiled_columns(frame.columns)
+        _field(frame, column, column in categorical, top_k, bins)
+        for column in profiled_columns(frame.columns)
     ]
 
 
@@ -65,7 +66,10 @@ def _field(frame: pd.DataFrame, column: str, categorical: bool, top_k: int, bins
         stats = numeric_summary([_decimal_year(value) for value in values], bins)
     elif kind is not None:
         texts = [str(value) for value in values]
-        stats = {"distinct": len(set(texts)), "lengths": numeric_summary([float(len(text)) for text in texts], bins)}
+        stats = {
+            "distinct": len(set(texts)),
+            "lengths": numeric_summary([float(len(text)) for text in texts], bins),
+        }
         if kind == "categorical":
             frequencies = Counter(texts).most_common()
             stats["frequencies"] = dict(frequencies[:top_k])
@@ -77,7 +81,10 @@ def _field(frame: pd.DataFrame, column: str, categorical: bool, top_k: int, bins
         confidences = pd.to_numeric(frame.loc[present, confidence_column], errors="coerce").dropna()
         if len(confidences):
             mean_confidence = float(confidences.mean())
-            stats["confidence"] = {"count": len(confidences), "std": float(confidences.std(ddof=1)) if len(confidences) > 1 else 0.0}
+            stats["confidence"] = {
+                "count": len(confidences),
+                "std": float(confidences.std(ddof=1)) if len(confidences) > 1 else 0.0,
+            }
     return {
         "field": column,
         "kind": kind,
@@ -93,9 +100,15 @@ def value_kind(values: list[Any], categorical: bool = False) -> str | None:
     """``numeric``, ``date``, ``categorical`` or ``text``; None when there is no value to tell."""
     if not values:
         return None
-    if all(isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_) for value in values):
+    if all(
+        isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+        for value in values
+    ):
         return "numeric"
-    if all(isinstance(value, str) and ISO_DATE.match(value) and _decimal_year(value) is not None for value in values):
+    if all(
+        isinstance(value, str) and ISO_DATE.match(value) and _decimal_year(value) is not None
+        for value in values
+    ):
         return "date"
     return "categorical" if categorical else "text"
 

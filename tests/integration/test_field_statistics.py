@@ -45,7 +45,9 @@ def test_one_row_per_run_and_field_even_when_the_api_is_bypassed(metadata_store)
 
 def test_every_run_records_its_field_statistics_and_a_repeated_store_keeps_one_set(backend_settings):
     store = open_context("setup", backend_settings).store
-    generate_corpus(5, CORPUS_SEED, lambda name, data: store.put_bytes(f"landing/{name}", data), include_bad=False)
+    generate_corpus(
+        5, CORPUS_SEED, lambda name, data: store.put_bytes(f"landing/{name}", data), include_bad=False
+    )
     summary = run_all("stats_run", backend_settings)
     metadata = MetadataStore.from_settings(backend_settings)
     extracted = metadata.extractions("stats_run")
@@ -66,4 +68,6 @@ def test_every_run_records_its_field_statistics_and_a_repeated_store_keeps_one_s
 
     again = metadata.field_statistics(["stats_run"])
     assert len(again) == len(first)
-    assert {row["field"]: row["stats"] for row in again} == {field: row["stats"] for field, row in first.items()}
+    assert {row["field"]: row["stats"] for row in again} == {
+        field: row["stats"] for field, row in first.items()
+    }

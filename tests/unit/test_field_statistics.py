@@ -28,7 +28,9 @@ def table() -> pd.DataFrame:
 
 
 def by_field(frame: pd.DataFrame, **options) -> dict[str, dict]:
-    return {item["field"]: item for item in field_statistics(frame, categorical_fields=CATEGORICAL, **options)}
+    return {
+        item["field"]: item for item in field_statistics(frame, categorical_fields=CATEGORICAL, **options)
+    }
 
 
 def test_every_data_column_is_a_field_and_confidences_fold_into_their_field():
@@ -54,7 +56,10 @@ def test_numeric_fields_keep_quantiles_and_a_histogram():
     values = [1000.0, 2000.0, 4000.0, 5000.0, 6000.0]
     assert (principal["min"], principal["max"], principal["mean"]) == (1000.0, 6000.0, 3600.0)
     assert principal["quantiles"] == list(np.quantile(values, QUANTILE_PROBABILITIES))
-    assert principal["histogram"] == {"edges": [1000.0, 2250.0, 3500.0, 4750.0, 6000.0], "counts": [2, 0, 1, 2]}
+    assert principal["histogram"] == {
+        "edges": [1000.0, 2250.0, 3500.0, 4750.0, 6000.0],
+        "counts": [2, 0, 1, 2],
+    }
 
 
 def test_dates_are_profiled_as_decimal_years():
