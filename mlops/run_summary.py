@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mlops.errors import DatasetNotFound
+from mlops.recovery import taken_over, taken_over_sentence
 
 if TYPE_CHECKING:
     from mlops.stages import StageContext
@@ -131,6 +132,8 @@ def build_summary(ctx: StageContext, error: dict[str, str] | None = None) -> dic
     status, reasons = verdict(documents, validation, ctx.settings.prefixes.landing)
     if error:
         status, reasons = "failed", [f"task {error['task']} failed: {error['message']}", *reasons]
+    taken = taken_over(ctx)
+    reasons += [taken_over_sentence(run) for run in taken]
     return {
         "run_id": ctx.run_id,
         "status": status,
@@ -165,6 +168,7 @@ def build_summary(ctx: StageContext, error: dict[str, str] | None = None) -> dic
         "bias": bias["max_disparity"] if bias else None,
         "bias_passed": bias["passed"] if bias else None,
         "stage_seconds": stage_seconds(ctx),
+        "taken_over": taken,
     }
 
 

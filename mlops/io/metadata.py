@@ -914,9 +914,10 @@ class MetadataStore:
             conn.execute(sa.insert(AuditEvent), [row])
 
     @_retried
-    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """Audit events in the order they were written, optionally of one run."""
-        return self._all(self._events_query(run_id))
+    def events(self, run_id: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
+        """Audit events in the order they were written, optionally of one run and/or one kind."""
+        query = self._events_query(run_id)
+        return self._all(query if event is None else query.where(AuditEvent.event == event))
 
     def export_audit_jsonl(self, out: TextIO, run_id: str | None = None) -> int:
         """Write audit events as JSON Lines (ISO-8601 timestamps, ordered by id); return the count."""
@@ -1029,6 +1030,21 @@ class MetadataStore:
         table = PreprocessResult.__table__
         query = sa.select(table).where(table.c.run_id == run_id).order_by(table.c.sha256)
         return [PreprocessRecord.model_validate(row) for row in self._all(query)]
+
+    @_retried
+    def discard_results(self, run_id: str, shas: Iterable[str]) -> dict[str, int]:
+        """Delete the preprocess results and extractions ``run_id`` saved for these documents (a
+        stopped run's rows for documents it never finished: the run that took them over measures
+        and extracts them again). Returns the rows deleted per table."""
+        shas = list(dict.fromkeys(shas))
+        deleted = {"preprocess_results": 0, "extractions": 0}
+        with self._write() as conn:
+            for model in (PreprocessResult, ExtractionResult):
+                table = model.__table__
+                for chunk in _chunks(shas):
+                    result = conn.execute(sa.delete(table).where(table.c.run_id == run_id, table.c.sha256.in_(chunk)))
+                    deleted[table.name] += result.rowcount
+        return deleted
 
     @_retried
     def phashes(self, exclude_run_id: str | None = None) -> list[tuple[str, str]]:

@@ -229,6 +229,18 @@ class ObjectStore(ABC):
         self.copy(src, dst)
         self.delete(src)
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under folder ``prefix``; return how many there were."""
+        keys = [info.key for info in self.list(prefix)]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def remove_temp_files(self, prefix: str, older_than_seconds: float) -> list[str]:
+        """Remove what a writer killed mid-write left under folder ``prefix`` (files not touched
+        for ``older_than_seconds``); return their keys. An S3 PUT leaves no partial object."""
+        return []
+
 
 class LocalDirStore(ObjectStore):
     """Objects as files under ``root``. ETag is the MD5 of the content, like a single-part S3 PUT."""
@@ -305,6 +317,25 @@ class LocalDirStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """The folder goes as a whole: its temp files and emptied subfolders too."""
+        count = super().delete_prefix(prefix)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self._path(_folder(prefix).rstrip("/")))
+        return count
+
+    def remove_temp_files(self, prefix: str, older_than_seconds: float) -> list[str]:
+        folder = self._path(_folder(prefix).rstrip("/"))
+        cutoff = time.time() - older_than_seconds
+        removed = []
+        for directory, _, names in os.walk(folder):  # links to folders are not followed
+            for path in (Path(directory) / name for name in names if name.startswith(TEMP_PREFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    if stat.S_ISREG((info := path.lstat()).st_mode) and info.st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path.relative_to(self.root).as_posix())
+        return removed
 
     def uri(self, key: str | ObjectInfo) -> str:
         return (self.root / _key_of(key)).as_uri()

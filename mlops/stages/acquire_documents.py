@@ -29,6 +29,7 @@ from mlops.io.objects import UNREADABLE, UNSAFE_NAME, ObjectInfo, RefusedEntry
 from mlops.models import EXTENSIONS, DocumentRecord, DocumentStatus, DuplicateRecord
 from mlops.progress import progress
 from mlops.quarantine import raw_key_for
+from mlops.recovery import clean_up_stopped_runs
 from mlops.stages import StageContext
 
 STAGE = "acquire_documents"
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    clean_up_stopped_runs(ctx, STAGE)
     listed, set_aside = landing_entries(ctx)
     claims = ctx.metadata.landing_claims((obj.key, obj.etag) for obj in listed)
     processed = set() if ctx.reprocess else ctx.metadata.processed_set(ctx.settings.pipeline_version)

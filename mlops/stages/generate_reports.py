@@ -12,6 +12,7 @@ from typing import Any
 
 from mlops.alerts import send_run_alerts
 from mlops.errors import DatasetNotFound
+from mlops.recovery import mark_reported
 from mlops.reporting import PLOTLY_ASSET, plotly_asset, render_html, summary_problems
 from mlops.run_data import file_names
 from mlops.run_summary import build_summary, quarantine_events
@@ -41,8 +42,14 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
     reports = ctx.settings.prefixes.reports
     if not ctx.store.exists(f"{reports}/{PLOTLY_ASSET}"):
         ctx.store.put_bytes(f"{reports}/{PLOTLY_ASSET}", plotly_asset(), content_type="text/javascript")
-    html = render_html(summary, report_details(ctx), plotly_src=f"../{PLOTLY_ASSET}")
+    details = report_details(ctx)
+    details["quarantined"] += [
+        {**row, "detail": f"decided by run {run['run_id']} ({run['outcome']}): {row['detail']}"}
+        for run in summary.get("taken_over") or [] for row in run["quarantined_files"]
+    ]  # fmt: skip
+    html = render_html(summary, details, plotly_src=f"../{PLOTLY_ASSET}")
     body = json.dumps(summary, indent=2, default=str).encode()
+    mark_reported(ctx, STAGE, summary.get("taken_over") or [])
     for folder in (ctx.run_id, "latest"):
         ctx.store.put_bytes(f"{reports}/{folder}/run_summary.json", body, content_type="application/json")
         ctx.store.put_bytes(f"{reports}/{folder}/report.html", html.encode(), content_type="text/html")

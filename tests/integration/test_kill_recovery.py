@@ -2,7 +2,9 @@
 time processes the documents, a run killed with SIGKILL is marked abandoned by the next one,
 which finishes its documents, SIGTERM closes a run as interrupted with a message and exit code 7,
 and a Postgres-backed run rides out its connections being dropped. Whatever happens, every
-landing file ends with exactly one final state and at most one extraction row."""
+landing file ends with exactly one final state and at most one extraction row. A run killed at an
+exact write (the test's hook sends SIGKILL to its process group there) leaves what it decided to
+the report of the run that takes over, and its leftovers to that run's clean-up."""
 
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ import sqlalchemy as sa
 from mlops.cli import EXIT_BUSY, EXIT_INTERRUPTED
 from mlops.config import Settings
 from mlops.io.metadata import MetadataStore
-from mlops.io.objects import open_object_store
-from mlops.sample_data import generate_corpus
+from mlops.io.objects import TEMP_PREFIX, open_object_store
+from mlops.sample_data import LABELS_FILENAME, generate_corpus
 from tests.conftest import REPO
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES, platform_settings
 from tests.fixtures.postgres import _admin_url, _connect
@@ -33,6 +35,29 @@ pytestmark = pytest.mark.integration
 DOCUMENTS = 8  # text PDFs and scans: the scans' OCR keeps extract_data busy for seconds
 LEASE_ENV = {"MLOPS_LEASE__TTL_SECONDS": "8", "MLOPS_LEASE__HEARTBEAT_SECONDS": "0.5"}  # slack for a loaded machine
 RUN_TIMEOUT = 180
+# `python -m mlops ARGS` whose process group is SIGKILLed when it first writes an object whose key
+# matches $KILL_AT_KEY (with $KILL_MID_WRITE=1 halfway through writing it): a kill at an exact point.
+KILLED_AT_A_WRITE = """
+import os, re, signal, sys
+from mlops.io import objects
+
+pattern, put_bytes = re.compile(os.environ["KILL_AT_KEY"]), objects.LocalDirStore.put_bytes
+
+def kill(out=None):
+    if out is not None:
+        out.write(b"half an object")
+        out.flush()
+    os.killpg(0, signal.SIGKILL)
+
+def put_bytes_then_die(self, key, data, **options):
+    if pattern.search(key):
+        objects._write_atomic(self._path(key), kill) if os.environ.get("KILL_MID_WRITE") else kill()
+    return put_bytes(self, key, data, **options)
+
+objects.LocalDirStore.put_bytes = put_bytes_then_die
+from mlops.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +65,17 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("small-corpus")
     generate_corpus(DOCUMENTS, 5, lambda name, data: (directory / name).write_bytes(data),
                     max_file_bytes=TEST_MAX_FILE_BYTES, include_bad=False)  # fmt: skip
+    return directory
+
+
+@pytest.fixture(scope="module")
+def corpus_with_bad_files(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path) -> Path:
+    """The small corpus and two files that validation quarantines."""
+    directory = tmp_path_factory.mktemp("corpus-with-bad-files")
+    for path in small_corpus.iterdir():
+        (directory / path.name).write_bytes(path.read_bytes())
+    (directory / "bad-empty.pdf").write_bytes(b"")
+    (directory / "bad-corrupt.pdf").write_bytes(b"%PDF-1.7\n" + b"not a pdf body " * 40)
     return directory
 
 
@@ -57,15 +93,24 @@ def migrated(url: str) -> MetadataStore:
     return store
 
 
-def launch(settings: Settings, **env: str) -> subprocess.Popen[str]:
-    variables = os.environ | LEASE_ENV | env | {
+def landed_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path, corpus: Path) -> tuple[Settings, MetadataStore]:
+    """The corpus landed in a local store, with SQLite or Postgres metadata (migrated)."""
+    url = request.getfixturevalue("postgres_schema_url") if backend == "postgres" else None
+    settings = landed(tmp_path, corpus, url)
+    return settings, migrated(settings.metadata_url)
+
+
+def launch(settings: Settings, *args: str, kill_at: str | None = None, **env: str) -> subprocess.Popen[str]:
+    """``python -m mlops run`` (or ARGS), SIGKILLed at the first write of a key matching ``kill_at``."""
+    command = ["-c", KILLED_AT_A_WRITE, *(args or ["run"])] if kill_at else ["-m", "mlops", *(args or ["run"])]
+    variables = os.environ | LEASE_ENV | env | ({"KILL_AT_KEY": kill_at} if kill_at else {}) | {
         "MLOPS_DATA_DIR": str(settings.data_dir),
         "MLOPS_WORKERS": "2",
         "MLOPS_LIMITS__MAX_FILE_BYTES": str(TEST_MAX_FILE_BYTES),
         "MLOPS_METADATA__URL": settings.metadata_url,
         "MLOPS_GATE__FAIL_RUN_ON": "never",
     }
-    return subprocess.Popen([sys.executable, "-m", "mlops", "run"], cwd=REPO, env=variables, text=True,
+    return subprocess.Popen([sys.executable, *command], cwd=REPO, env=variables, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
 
 
@@ -113,9 +158,7 @@ def assert_each_landing_file_processed_once(metadata: MetadataStore, corpus: Pat
 def test_a_second_run_beside_a_live_one_exits_naming_it_and_only_one_processes(
     backend, request, tmp_path, small_corpus
 ):
-    url = request.getfixturevalue("postgres_schema_url") if backend == "postgres" else None
-    settings = landed(tmp_path, small_corpus, url)
-    metadata = migrated(settings.metadata_url)
+    settings, metadata = landed_on(backend, request, tmp_path, small_corpus)
     first = launch(settings)
     live = wait_until(lambda: live_run(metadata), "the first run holds the lease", first)
 
@@ -226,3 +269,59 @@ def test_a_postgres_run_rides_out_dropped_connections(tmp_path, small_corpus, po
     assert "metadata store: " in stderr and "retrying in" in stderr  # it did meet the outage
     assert metadata.get_run(run_id)["outcome"] == "completed"
     assert_each_landing_file_processed_once(metadata, small_corpus)
+
+
+def landing_files(corpus: Path) -> int:
+    return sum(path.name != LABELS_FILENAME for path in corpus.iterdir())
+
+
+def published_summary(settings: Settings, folder: str) -> dict:
+    return json.loads(open_object_store(settings).get_bytes(f"reports/{folder}/run_summary.json"))
+
+
+def reported_once(summary: dict, corpus: Path) -> None:
+    """The report counts every landing file once: its own new ones and those it took over."""
+    taken = [run["stored"] + run["quarantined"] + run["duplicates"] for run in summary["taken_over"]]
+    assert summary["documents"]["new"] + sum(taken) == landing_files(corpus), summary
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_run_killed_mid_extraction_leaves_its_quarantines_to_the_next_report_and_its_leftovers_cleaned(
+    backend, request, tmp_path, corpus_with_bad_files
+):
+    settings, metadata = landed_on(backend, request, tmp_path, corpus_with_bad_files)
+    data_dir = settings.local_root
+
+    code, _, stderr = finish(launch(settings, kill_at=r"^runs/_extractions/", KILL_MID_WRITE="1"))
+
+    assert code == -signal.SIGKILL, stderr[-3000:]
+    (dead,) = [run["run_id"] for run in metadata.runs()]
+    assert list(data_dir.rglob(f"{TEMP_PREFIX}*")) and (data_dir / "runs" / dead).is_dir()
+    assert metadata.preprocess_results(dead)
+
+    code, stdout, stderr = finish(launch(settings, MLOPS_LEASE__WAIT_SECONDS="60"))
+
+    assert code == 0, stderr[-3000:]
+    (taker,) = [run["run_id"] for run in metadata.runs() if run["run_id"] != dead]
+    assert f"taken over from run {dead} (abandoned before its report): 0 stored, 2 quarantined" in stdout
+    summary = published_summary(settings, "latest")
+    assert summary["run_id"] == taker and not (data_dir / "reports" / dead).exists()
+    (taken,) = summary["taken_over"]
+    assert taken["quarantine_reasons"] == {"empty_file": 1, "corrupt": 1}
+    reported_once(summary, corpus_with_bad_files)
+    html = (data_dir / "reports" / taker / "report.html").read_text()
+    assert "bad-corrupt.pdf" in html and f"decided by run {dead} (abandoned)" in html
+    # the dead run's leftovers are gone, and the audit log says what went
+    assert not (data_dir / "runs" / dead).exists()
+    assert not list(data_dir.rglob(f"{TEMP_PREFIX}*"))
+    assert metadata.preprocess_results(dead) == []
+    (cleaned,) = metadata.events(dead, event="cleaned_up")
+    assert cleaned["details"]["by_run"] == taker and cleaned["details"]["objects"] > 0
+    assert cleaned["details"]["preprocess_results"] > 0
+    (removed,) = metadata.events(taker, event="temp_files_removed")
+    assert [key for key in removed["details"]["keys"] if key.startswith("runs/_extractions/")]
+    # the re-scan links to its original once, not to the dead run's copy of it and back
+    links = {row.sha256: row.near_duplicate_of for row in metadata.preprocess_results(taker) if row.near_duplicate_of}
+    assert links and not [sha for sha, original in links.items() if links.get(original) == sha], links
+    assert_each_landing_file_processed_once(metadata, corpus_with_bad_files)
+
