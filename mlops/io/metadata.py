@@ -701,16 +701,27 @@ class MetadataStore:
         result = conn.execute(sa.delete(table).where(table.c.name == LEASE_NAME, table.c.run_id == run_id))
         return result.rowcount == 1
 
-    def _refuse_superseded(self, conn: Connection, run_id: str) -> None:
+    @_retried
+    def superseded_by(self, run_id: str) -> str | None:
+        """The latest run started after ``run_id`` stopped (interrupted or abandoned): that run
+        took over its documents, so ``run_id`` may not go on or publish. None if it may."""
+        with self.engine.connect() as conn:
+            return self._superseded_by(conn, run_id)[1]
+
+    def _superseded_by(self, conn: Connection, run_id: str) -> tuple[Any, str | None]:
         runs = PipelineRun.__table__
         own = conn.execute(sa.select(runs.c.started_at, runs.c.outcome, runs.c.outcome_reason)
                            .where(runs.c.run_id == run_id)).first()  # fmt: skip
         if own is None or own.outcome not in STOPPED_OUTCOMES:
-            return
+            return own, None
         later = conn.execute(
             sa.select(runs.c.run_id).where(runs.c.started_at > own.started_at, runs.c.run_id != run_id)
             .order_by(runs.c.started_at.desc()).limit(1)
         ).scalar()
+        return own, later
+
+    def _refuse_superseded(self, conn: Connection, run_id: str) -> None:
+        own, later = self._superseded_by(conn, run_id)
         if later is not None:
             raise RunSuperseded(
                 f"run {run_id!r} was {own.outcome} ({own.outcome_reason}) and run {later!r} has started since, "

@@ -8,10 +8,11 @@ runners), so ``reports/latest/`` never keeps showing an older run."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from mlops.alerts import send_run_alerts
-from mlops.errors import DatasetNotFound
+from mlops.errors import DatasetNotFound, ObjectNotFound, RunSuperseded
 from mlops.recovery import mark_reported
 from mlops.reporting import PLOTLY_ASSET, plotly_asset, render_html, summary_problems
 from mlops.run_data import file_names
@@ -28,14 +29,20 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 
 def publish_failure(ctx: StageContext, task: str, message: str) -> dict[str, Any]:
-    """Publish the summary and report of a run that stopped because ``task`` failed."""
+    """Publish the summary and report of a run that stopped because ``task`` failed. Not for a
+    run another has taken over (e.g. Airflow's failure callback for a killed task coming late):
+    that run's report shows its documents already."""
+    if later := ctx.metadata.superseded_by(ctx.run_id):
+        raise RunSuperseded(f"run {ctx.run_id!r} stopped and run {later!r} took over its documents: "
+                            f"the report of {later!r} shows them, nothing published for {ctx.run_id!r}", run_id=later)  # fmt: skip
     if ctx.metadata.get_run(ctx.run_id) is None:
         ctx.metadata.start_run(ctx.run_id, ctx.settings.fingerprint(), ctx.settings.pipeline_version)
     return publish(ctx, build_summary(ctx, error={"task": task, "message": message}))
 
 
 def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
-    """Write the run's summary and report, under its run id and as ``latest``; close the run."""
+    """Write the run's summary and report under its run id, and as ``latest`` unless a run that
+    started later has published there (rebuilding an older run's report); close the run."""
     problems = summary_problems(summary)
     if problems:
         raise ValueError(f"run_summary.json of run {ctx.run_id} is malformed: {'; '.join(problems)}")
@@ -50,7 +57,7 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
     html = render_html(summary, details, plotly_src=f"../{PLOTLY_ASSET}")
     body = json.dumps(summary, indent=2, default=str).encode()
     mark_reported(ctx, STAGE, summary.get("taken_over") or [])
-    for folder in (ctx.run_id, "latest"):
+    for folder in (ctx.run_id, "latest") if _newest_in_latest(ctx, summary) else (ctx.run_id,):
         ctx.store.put_bytes(f"{reports}/{folder}/run_summary.json", body, content_type="application/json")
         ctx.store.put_bytes(f"{reports}/{folder}/report.html", html.encode(), content_type="text/html")
     ctx.metadata.finish_run(
@@ -67,6 +74,16 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
     data_docs = (summary.get("validation") or {}).get("data_docs")
     send_run_alerts(ctx, summary, {"report": outcome["report"]} | ({"data_docs": data_docs} if data_docs else {}))
     return outcome
+
+
+def _newest_in_latest(ctx: StageContext, summary: dict[str, Any]) -> bool:
+    """Whether no run that started after this one has published ``latest``."""
+    try:
+        latest = json.loads(ctx.store.get_bytes(f"{ctx.settings.prefixes.reports}/latest/run_summary.json"))
+        started = datetime.fromisoformat(latest["started_at"])
+        return latest["run_id"] == ctx.run_id or started <= datetime.fromisoformat(summary["started_at"])
+    except (ObjectNotFound, ValueError, KeyError, TypeError):
+        return True  # nothing readable there to keep
 
 
 def report_details(ctx: StageContext) -> dict[str, Any]:

@@ -24,9 +24,12 @@ import sqlalchemy as sa
 
 from mlops.cli import EXIT_BUSY, EXIT_INTERRUPTED
 from mlops.config import Settings
+from mlops.errors import RunSuperseded
 from mlops.io.metadata import MetadataStore
 from mlops.io.objects import TEMP_PREFIX, open_object_store
 from mlops.sample_data import LABELS_FILENAME, generate_corpus
+from mlops.stages import open_context
+from mlops.stages.generate_reports import publish_failure
 from tests.conftest import REPO
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES, platform_settings
 from tests.fixtures.postgres import _admin_url, _connect
@@ -325,3 +328,41 @@ def test_a_run_killed_mid_extraction_leaves_its_quarantines_to_the_next_report_a
     assert links and not [sha for sha, original in links.items() if links.get(original) == sha], links
     assert_each_landing_file_processed_once(metadata, corpus_with_bad_files)
 
+
+def test_a_run_killed_while_reporting_is_reported_by_the_next_and_latest_never_goes_back(tmp_path, small_corpus):
+    settings = landed(tmp_path, small_corpus)
+    metadata = migrated(settings.metadata_url)
+    store = open_object_store(settings)
+
+    code, _, stderr = finish(launch(settings, kill_at=r"^reports/[^/]+/run_summary\.json$"))
+
+    assert code == -signal.SIGKILL, stderr[-3000:]
+    (dead,) = [run["run_id"] for run in metadata.runs()]
+    stored = len(metadata.documents(status="stored"))
+    assert stored and not store.exists(f"reports/{dead}/run_summary.json")
+
+    code, stdout, stderr = finish(launch(settings, MLOPS_LEASE__WAIT_SECONDS="60"))
+
+    assert code == 0, stderr[-3000:]
+    (second,) = [run["run_id"] for run in metadata.runs() if run["run_id"] != dead]
+    assert f"taken over from run {dead} (abandoned before its report): {stored} stored" in stdout
+    summary = published_summary(settings, "latest")
+    assert summary["run_id"] == second and summary["documents"]["new"] == 0
+    reported_once(summary, small_corpus)
+
+    # Airflow's failure callback for the killed task, arriving now, publishes nothing for it
+    with pytest.raises(RunSuperseded, match=f"run {second!r} took over its documents"):
+        publish_failure(open_context(dead, settings), "generate_reports", "the worker was lost")
+    assert not store.exists(f"reports/{dead}/run_summary.json")
+    assert published_summary(settings, "latest")["run_id"] == second
+
+    code, _, stderr = finish(launch(settings))
+    assert code == 0, stderr[-3000:]
+    third = metadata.runs()[-1]["run_id"]
+    assert published_summary(settings, third)["taken_over"] == []  # reported once, by the second run
+
+    code, _, stderr = finish(launch(settings, "stage", "generate_reports", "--run-id", second))  # rebuild
+
+    assert code == 0, stderr[-3000:]
+    assert published_summary(settings, "latest")["run_id"] == third
+    assert [run["run_id"] for run in published_summary(settings, second)["taken_over"]] == [dead]
