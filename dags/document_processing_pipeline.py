@@ -15,7 +15,8 @@ the run's colour tells the truth. Its log line says why and where the report is.
 **Params** (trigger form, checked before the run starts): `landing_prefix` (empty: the
 configured one; a relative prefix without `..`), `max_documents` (0 = all), `reprocess`.
 
-**Outputs**: `reports/<run_id>/report.html` and `run_summary.json` in the object store
+**Outputs**: the run's **Report** tab (Browse → *Latest report* for the newest run) shows
+`reports/<run_id>/report.html`; it and `run_summary.json` are in the object store
 (`reports/latest/` is the newest, failed runs included); quarantined documents under
 `quarantine/<sha256>/` next to `reason.json`. Bad documents never fail a run; a failed task is
 an infrastructure fault, retried with exponential backoff, except configuration errors, which

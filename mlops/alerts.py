@@ -515,7 +515,7 @@ def send_task_failure_alert(ctx: StageContext, task: str, message: str) -> list[
     summary = {"run_id": ctx.run_id, "status": "failed", "status_reasons": [f"task {task} failed: {message}"],
                "error": {"task": task, "message": message}, "documents": {}}  # fmt: skip
     try:
-        return _send_run_alerts(ctx, summary, {}, ("task_failed",))
+        return _send_run_alerts(ctx, summary, ctx.links, ("task_failed",))
     except Exception:
         log.exception("the task_failed alert for run %s could not be sent", ctx.run_id)
         return []

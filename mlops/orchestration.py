@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from dotenv import dotenv_values
@@ -68,8 +69,24 @@ def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> d
             reprocess=bool(params.get("reprocess", False)),
             max_documents=params.get("max_documents") or None,
             as_of=logical_date.date(),
+            links=run_links(context),
         )
     return summary[MAPPED_OVER[stage]] if stage in MAPPED_OVER else summary
+
+
+def run_links(context: dict[str, Any]) -> dict[str, str]:
+    """Where a browser opens this run: its Airflow page and its report (the Report tab of
+    :mod:`mlops.airflow_plugin`), under Airflow's ``api.base_url``; none when that is not set."""
+    from airflow.configuration import conf
+
+    base_url = (conf.get("api", "base_url", fallback=None) or "").rstrip("/")
+    if not base_url:
+        return {}
+    from mlops.airflow_plugin import report_url
+
+    dag_id, run_id = context["dag_run"].dag_id, context["run_id"]
+    return {"airflow_run": f"{base_url}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}",
+            "report": report_url(base_url, run_id)}  # fmt: skip
 
 
 def enforce_verdict(outcome: dict[str, Any]) -> None:
@@ -81,7 +98,7 @@ def enforce_verdict(outcome: dict[str, Any]) -> None:
 
     with config_errors_fail_at_once():
         fail_run_on = get_settings().gate.fail_run_on
-    line = f"{verdict_line(outcome)} | report: {outcome['report']}"
+    line = f"{verdict_line(outcome)} | report: {(outcome.get('links') or {}).get('report') or outcome['report']}"
     if fails_run(outcome["status"], fail_run_on):
         raise AirflowFailException(f"{line} (the run fails on a {fail_run_on} verdict: gate.fail_run_on)")
     if outcome["status"] != "success":
@@ -177,7 +194,7 @@ def record_task_failure(context: dict[str, Any]) -> None:
     task_id, message = context["task_instance"].task_id, describe(context.get("exception"))
     try:
         published = publish_failure(ctx, task_id, message)
-        log.error("%s | report: %s", verdict_line(published), published["report"])
+        log.error("%s | report: %s", verdict_line(published), published["links"].get("report") or published["report"])
     except Exception:
         log.exception("could not publish the failed run %s; closing it as failed", ctx.run_id)
         with suppress(Exception):
@@ -198,7 +215,7 @@ def _record_task_event(context: dict[str, Any], event: str) -> StageContext | No
         except ConfigError:
             settings = get_settings()  # the trigger form's value was the error: report where the config says
         task_instance = context["task_instance"]
-        ctx = open_context(context["run_id"], settings)
+        ctx = open_context(context["run_id"], settings, links=run_links(context))
         ctx.audit(
             task_instance.task_id,
             event,

@@ -146,6 +146,7 @@ def build_summary(ctx: StageContext, error: dict[str, str] | None = None) -> dic
         "pipeline_version": ctx.settings.pipeline_version,
         "settings_fingerprint": ctx.settings.fingerprint(),
         "landing_prefix": ctx.settings.prefixes.landing,
+        "links": ctx.links,
         "documents": documents,
         "quarantine_reasons": dict(Counter(event["reason"] for event in quarantine_events(ctx).values())),
         "extraction": {

@@ -186,7 +186,7 @@ def _header(summary: dict[str, Any]) -> dict[str, Any]:
             label: _fact(summary[key]) for key, label in RUN_FACTS if summary.get(key) not in (None, "", {})
         },
         "data_docs": (summary.get("validation") or {}).get("data_docs"),
-        "airflow_run": summary.get("airflow_run_url"),
+        "airflow_run": (summary.get("links") or {}).get("airflow_run"),
     }
 
 

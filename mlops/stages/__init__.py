@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any
@@ -57,6 +57,7 @@ class StageContext:
     max_documents: int | None = None
     as_of: date | None = None
     lease: RunLease | None = None  # held by the runner across stages (the CLI's run), else per stage
+    links: dict[str, str] = field(default_factory=dict)  # browser URLs from the runner: airflow_run, report
 
     @cached_property
     def run_date(self) -> date:
@@ -75,7 +76,7 @@ class StageContext:
 
 
 def open_context(run_id: str, settings: Settings | None = None, **options: Any) -> StageContext:
-    """Options: reprocess, max_documents, as_of (see StageContext)."""
+    """Options: reprocess, max_documents, as_of, links (see StageContext)."""
     settings = settings or get_settings()
     metadata = MetadataStore.from_settings(settings)
     metadata.migrate()

@@ -70,9 +70,11 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
         "status_reasons": summary["status_reasons"],
         "summary": ctx.store.uri(f"{reports}/{ctx.run_id}/run_summary.json"),
         "report": ctx.store.uri(f"{reports}/{ctx.run_id}/report.html"),
+        "links": ctx.links,
     }
     data_docs = (summary.get("validation") or {}).get("data_docs")
-    send_run_alerts(ctx, summary, {"report": outcome["report"]} | ({"data_docs": data_docs} if data_docs else {}))
+    links = {"report": outcome["report"]} | ({"data_docs": data_docs} if data_docs else {}) | ctx.links
+    send_run_alerts(ctx, summary, links)
     return outcome
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from mlops.sample_data import generate_corpus
 from mlops.stages import normalise_run_id
 from mlops.stages.generate_reports import FINAL_STATUS
 from tests.conftest import REPO
+from tests.fixtures import browser
 from tests.fixtures.airflow_stack import NativeStack
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES
 
@@ -190,6 +192,7 @@ def check_pipeline_run(stack: NativeStack, directory: Path, labels: dict[str, di
     assert summary["run_id"] == run_id and run_id in report
     latest = json.loads(s3.get_object(Bucket=BUCKET, Key="reports/latest/run_summary.json")["Body"].read())
     assert latest["run_id"] == run_id
+    check_one_click_to_the_report(stack, airflow_run_id, summary)
     expected_quarantine = {
         name: label["expected_quarantine_reason"]
         for name, label in labels.items()
@@ -230,3 +233,28 @@ def check_pipeline_run(stack: NativeStack, directory: Path, labels: dict[str, di
         time.sleep(1)
     log = task_log(stack, airflow_run_id, next(ti for ti in instances if ti["task_id"] == "generate_reports"))
     assert "generate_reports" in log and "airflow-logs" in log, log[:3000]
+
+
+def check_one_click_to_the_report(stack: NativeStack, airflow_run_id: str, summary: dict) -> None:
+    """The run page's Report tab shows the report, served by the api-server behind its login, and
+    the report links back to the run (README "From a failed run to its evidence")."""
+    run_url = f"{stack.api_url}/dags/{DAG_ID}/runs/{quote(airflow_run_id, safe='')}"
+    report_url = f"{stack.api_url}/mlops/reports/{summary['run_id']}/report.html"
+    assert summary["links"] == {"airflow_run": run_url, "report": report_url}
+    views = [view for plugin in stack.api("GET", "/api/v2/plugins").json()["plugins"]
+             for view in plugin["external_views"]]  # fmt: skip
+    assert {(view["name"], view["destination"]) for view in views} >= {("Report", "dag_run"), ("Latest report", "nav")}
+
+    served = stack.api("GET", f"/mlops/reports/{quote(airflow_run_id, safe='')}/report.html")
+    assert served.status_code == 200 and served.headers["content-type"].startswith("text/html"), served.text[:500]
+    assert f"Run {summary['run_id']}" in served.text
+    asset = re.search(r'src="\.\./(assets/[^"]+)"', served.text).group(1)
+    assert stack.api("GET", f"/mlops/reports/{asset}").status_code == 200  # the shared plotly.js
+    assert stack.api("GET", f"/mlops/reports/{summary['run_id']}/report.html", token=False).status_code in (401, 403)
+    assert stack.api("GET", "/mlops/reports/latest/..%2F..%2Fconfig%2Fpipeline_config.yaml").status_code == 404
+    missing = stack.api("GET", "/mlops/reports/no_such_run/report.html")
+    assert missing.status_code == 404 and "No report.html for run <code>no_such_run</code>" in missing.text
+
+    tab = browser.report_tab_of_airflow_run(run_url, report_url, stack.token)
+    assert tab.first_text.upper().startswith(f"{summary['status'].upper()} RUN {summary['run_id'].upper()}"), tab
+    assert tab.charts_drawn >= 1 and tab.failed_requests == [], tab
