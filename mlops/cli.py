@@ -353,6 +353,55 @@ def drift(run_id: str | None, baseline_runs: int | None, as_json: bool) -> None:
     click.echo(f"report:  {store.uri(key)}")
 
 
+@cli.command("suggest-expectations")
+@click.option("--from-runs", "run_ids", multiple=True, metavar="RUN_ID[,RUN_ID...]", help="Profile these runs.")
+@click.option("--last", type=click.IntRange(min=1), help="Profile the last N good runs (monitoring.baseline_verdicts).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Default: <suite file>.suggested.json beside the current suite.")  # fmt: skip
+def suggest_expectations(run_ids: tuple[str, ...], last: int | None, out: Path | None) -> None:
+    """Propose an expectation suite from good runs' extractions (ranges from robust quantiles,
+    value sets, null-rate bounds, formats) and print how it differs from the current suite.
+    Nothing is applied: review the file, then copy it over the suite file to use it."""
+    import pandas as pd
+
+    from mlops.config import get_settings
+    from mlops.io.metadata import MetadataStore
+    from mlops.monitoring.drift import select_baseline
+    from mlops.quality.suggest import suggest_suite, suite_diff
+
+    if bool(run_ids) == bool(last):
+        _fail(2, "give either --from-runs RUN_ID[,RUN_ID...] or --last N")
+    settings = get_settings()
+    metadata = MetadataStore.from_settings(settings)
+    metadata.migrate()
+    if last:
+        with_statistics = {row["run_id"] for row in metadata.field_statistics()}
+        chosen = select_baseline(metadata.runs(), None, with_statistics, settings.monitoring, last)
+        if not chosen:
+            _fail(2, f"no completed run with verdict {' or '.join(settings.monitoring.baseline_verdicts)} has "
+                  "extractions yet: name runs with --from-runs")  # fmt: skip
+    else:
+        chosen = [run_id.strip() for value in run_ids for run_id in value.split(",") if run_id.strip()]
+        for run_id in chosen:
+            _known_run(run_id)
+    frames = [pd.DataFrame(metadata.extractions(run_id)).drop(columns=["run_id", "validation_pass"], errors="ignore")
+              for run_id in chosen]  # fmt: skip
+    if not any(len(frame) for frame in frames):
+        _fail(2, f"runs {', '.join(chosen)} have no stored extractions to profile")
+    current_file = settings.quality.suite_file
+    current = json.loads(current_file.read_text(encoding="utf-8"))
+    proposed = suggest_suite(frames, name=current.get("name", "extractions"), run_ids=chosen,
+                             categorical_fields=settings.monitoring.categorical_fields)  # fmt: skip
+    out = out or current_file.with_name(f"{current_file.stem}.suggested.json")
+    out.write_text(json.dumps(proposed, indent=2) + "\n", encoding="utf-8")
+    rows = proposed["meta"]["suggested_from"]["rows"]
+    click.echo(f"proposed suite: {out} ({len(proposed['expectations'])} expectations from {len(chosen)} runs, "
+               f"{rows} rows); nothing is applied: review it, then copy it over {current_file} to use it")  # fmt: skip
+    click.echo(f"changes against {current_file}:")
+    for line in suite_diff(current, proposed):
+        click.echo(f"  {line}")
+
+
 def _counts_line(documents: dict[str, int]) -> str:
     return (
         f"documents: seen {documents['seen']}, new {documents['new']}, skipped {documents['skipped']}, "

@@ -121,10 +121,11 @@ class DriftReport:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=str)
 
 
-def select_baseline(runs: Sequence[Mapping[str, Any]], run_id: str, with_statistics: set[str],
+def select_baseline(runs: Sequence[Mapping[str, Any]], run_id: str | None, with_statistics: set[str],
                     settings: MonitoringSettings, limit: int | None = None) -> list[str]:  # fmt: skip
-    """The last ``limit`` (default ``baseline_runs``) runs started before ``run_id`` that completed
-    with a good verdict and have field statistics, oldest first. ``runs`` is oldest first."""
+    """The last ``limit`` (default ``baseline_runs``) runs started before ``run_id`` (None: of all
+    runs) that completed with a good verdict and have field statistics, oldest first. ``runs`` is
+    oldest first."""
     order = [run["run_id"] for run in runs]
     before = runs[: order.index(run_id)] if run_id in order else runs
     good = [

@@ -56,7 +56,7 @@ def field_statistics(
 
 
 def _field(frame: pd.DataFrame, column: str, categorical: bool, top_k: int, bins: int) -> dict[str, Any]:
-    values = [value for value in frame[column].tolist() if not _missing(value)]
+    values = [value for value in frame[column].tolist() if not is_missing(value)]
     kind = value_kind(values, categorical)
     count = len(frame)
     stats: dict[str, Any] = {}
@@ -77,7 +77,7 @@ def _field(frame: pd.DataFrame, column: str, categorical: bool, top_k: int, bins
     confidence_column = f"{column}{CONFIDENCE_SUFFIX}"
     mean_confidence = None
     if confidence_column in frame.columns and values:
-        present = frame[column].map(lambda value: not _missing(value)).astype(bool)
+        present = frame[column].map(lambda value: not is_missing(value)).astype(bool)
         confidences = pd.to_numeric(frame.loc[present, confidence_column], errors="coerce").dropna()
         if len(confidences):
             mean_confidence = float(confidences.mean())
@@ -135,7 +135,8 @@ def _decimal_year(value: str) -> float | None:
     return moment.year + (moment.day_of_year - 1) / (366 if moment.is_leap_year else 365)
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """None, NaN/NA/NaT or a blank string."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return True
     try:
