@@ -1170,12 +1170,7 @@ class MetadataStore:
             }
             for finding in findings
         ]
-        table = FindingRow.__table__
-        with self._write() as conn:
-            conn.execute(sa.delete(table).where(table.c.run_id == run_id))
-            for chunk in _chunks(rows):
-                conn.execute(sa.insert(table), list(chunk))
-        return len(rows)
+        return self._replace_run_rows(FindingRow, run_id, rows)
 
     @_retried
     def findings(self, run_id: str | None = None) -> list[dict[str, Any]]:
@@ -1230,12 +1225,7 @@ class MetadataStore:
              "stats": _plain(dict(item.get("stats") or {})), "run_id": run_id, "created_at": now}
             for item in statistics
         ]  # fmt: skip
-        table = FieldStatisticsRow.__table__
-        with self._write() as conn:
-            conn.execute(sa.delete(table).where(table.c.run_id == run_id))
-            for chunk in _chunks(rows):
-                conn.execute(sa.insert(table), list(chunk))
-        return len(rows)
+        return self._replace_run_rows(FieldStatisticsRow, run_id, rows)
 
     @_retried
     def field_statistics(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -1257,6 +1247,15 @@ class MetadataStore:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
+
+    def _replace_run_rows(self, model: type[Base], run_id: str, rows: list[dict[str, Any]]) -> int:
+        """Delete the run's rows of ``model`` and insert these, in one transaction; return how many."""
+        table = model.__table__
+        with self._write() as conn:
+            conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+            for chunk in _chunks(rows):
+                conn.execute(sa.insert(table), list(chunk))
+        return len(rows)
 
     def _insert_ignore(self, conn: Connection, model: type[Base], rows: list[dict[str, Any]]) -> int:
         """INSERT ... ON CONFLICT DO NOTHING; returns the number of rows actually inserted.

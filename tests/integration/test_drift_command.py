@@ -9,28 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from mlops.cli import cli
-from mlops.config import get_settings
-from mlops.monitoring.statistics import field_statistics
-from tests.unit.labelled_tables import labelled_table
+from tests.unit.labelled_tables import labelled_table, store_run
 
 pytestmark = pytest.mark.integration
-CATEGORICAL = ["extractor", "doc_type", "text_source", "servicer"]
-
-
-@pytest.fixture
-def platform(metadata_store, monkeypatch, tmp_path):
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("MLOPS_METADATA__URL", metadata_store.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield metadata_store
-    get_settings.cache_clear()
-
-
-def record_run(store, run_id: str, frame, verdict: str = "passed") -> None:
-    store.start_run(run_id, "fingerprint", "1")
-    store.replace_field_statistics(run_id, field_statistics(frame, categorical_fields=CATEGORICAL))
-    status = {"passed": "success", "warning": "partial", "failed": "failed"}[verdict]
-    store.finish_run(run_id, status, {}, verdict=verdict)
 
 
 def drift(*args: str):
@@ -39,19 +20,19 @@ def drift(*args: str):
     return result.output.splitlines()
 
 
-def test_drift_names_the_drifted_fields_and_writes_its_report(platform, tmp_path):
+def test_drift_names_the_drifted_fields_and_writes_its_report(cli_store, tmp_path):
     for seed in (1, 2):
-        record_run(platform, f"clean-{seed}", labelled_table(seed))
-    record_run(platform, "gate-failed", labelled_table(3), verdict="failed")  # not a good run
+        store_run(cli_store, f"clean-{seed}", labelled_table(seed))
+    store_run(cli_store, "gate-failed", labelled_table(3), verdict="failed")  # not a good run
     assert drift("--run-id", "gate-failed")[0] == (
         "NOT ENOUGH HISTORY for run gate-failed: 2 baseline runs with field statistics, 3 needed "
         "(monitoring.min_baseline_runs)"
     )
     for seed in (4, 5):
-        record_run(platform, f"clean-{seed}", labelled_table(seed))
-    record_run(platform, "reseeded", labelled_table(6))
+        store_run(cli_store, f"clean-{seed}", labelled_table(seed))
+    store_run(cli_store, "reseeded", labelled_table(6))
     shifted = labelled_table(7).assign(principal=lambda frame: frame["principal"] * 3)
-    record_run(platform, "shifted", shifted, verdict="failed")
+    store_run(cli_store, "shifted", shifted, verdict="failed")
 
     assert drift("--run-id", "reseeded")[0] == "NO DRIFT in run reseeded: 39 checks against 4 baseline runs"
     lines = drift()  # the newest run with statistics
@@ -71,8 +52,8 @@ def test_drift_names_the_drifted_fields_and_writes_its_report(platform, tmp_path
     assert json.loads("\n".join(narrow[1:-1]))["baseline_run_ids"] == ["reseeded"]
 
 
-def test_drift_of_a_run_without_statistics_says_how_to_record_them(platform):
-    platform.start_run("old", "fingerprint", "1")
+def test_drift_of_a_run_without_statistics_says_how_to_record_them(cli_store):
+    cli_store.start_run("old", "fingerprint", "1")
     result = CliRunner().invoke(cli, ["drift", "--run-id", "old"])
     assert result.exit_code == 2
     assert (

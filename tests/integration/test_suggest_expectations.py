@@ -11,29 +11,12 @@ from click.testing import CliRunner
 
 from mlops.cli import cli
 from mlops.config import get_settings
-from mlops.monitoring.statistics import field_statistics
 from mlops.quality.expectations import validate_extractions
 from mlops.quality.suggest import suite_diff, text_format
-from tests.unit.labelled_tables import labelled_table
+from tests.unit.labelled_tables import labelled_table, store_run
 
 pytestmark = pytest.mark.integration
 CLEAN_SEEDS = (1, 2, 3)
-
-
-@pytest.fixture
-def platform(metadata_store, monkeypatch, tmp_path):
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("MLOPS_METADATA__URL", metadata_store.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield metadata_store
-    get_settings.cache_clear()
-
-
-def store_run(store, run_id: str, frame, verdict: str) -> None:
-    store.start_run(run_id, "fingerprint", "1")
-    store.save_extractions(run_id, frame.to_dict("records"))
-    store.replace_field_statistics(run_id, field_statistics(frame, categorical_fields=["doc_type"]))
-    store.finish_run(run_id, {"passed": "success", "failed": "failed"}[verdict], {}, verdict=verdict)
 
 
 def corrupted(frame):
@@ -46,11 +29,11 @@ def corrupted(frame):
     return frame
 
 
-def test_a_suite_suggested_from_clean_runs_passes_them_and_fails_a_corrupted_run(platform, tmp_path):
+def test_a_suite_suggested_from_clean_runs_passes_them_and_fails_a_corrupted_run(cli_store, tmp_path):
     clean = {f"clean-{seed}": labelled_table(seed) for seed in CLEAN_SEEDS}
     for run_id, frame in clean.items():
-        store_run(platform, run_id, frame, "passed")
-    store_run(platform, "gate-failed", corrupted(labelled_table(4)), "failed")  # never a baseline
+        store_run(cli_store, run_id, frame, "passed")
+    store_run(cli_store, "gate-failed", corrupted(labelled_table(4)), "failed")  # never a baseline
     out = tmp_path / "suggested.json"
 
     result = CliRunner().invoke(cli, ["suggest-expectations", "--last", "5", "--out", str(out)])
@@ -84,8 +67,8 @@ def test_a_suite_suggested_from_clean_runs_passes_them_and_fails_a_corrupted_run
     }
 
 
-def test_from_runs_names_runs_and_refuses_unknown_ones(platform, tmp_path):
-    store_run(platform, "only", labelled_table(1), "failed")
+def test_from_runs_names_runs_and_refuses_unknown_ones(cli_store, tmp_path):
+    store_run(cli_store, "only", labelled_table(1), "failed")
     out = tmp_path / "suggested.json"
     ok = CliRunner().invoke(cli, ["suggest-expectations", "--from-runs", "only", "--out", str(out)])
     assert ok.exit_code == 0, ok.output

@@ -12,8 +12,13 @@ from datetime import date
 
 import pandas as pd
 
+from mlops.io.metadata import MetadataStore
 from mlops.models import FIELD_NAMES
+from mlops.monitoring.statistics import field_statistics
 from mlops.sample_data import _plan
+
+CATEGORICAL = ["extractor", "doc_type", "text_source", "servicer"]
+STATUS_OF_VERDICT = {"passed": "success", "warning": "partial", "failed": "failed"}
 
 
 def labelled_table(seed: int, count: int = 24) -> pd.DataFrame:
@@ -54,3 +59,12 @@ def degraded(
                 frame.loc[index, f"{name}_confidence"] -= confidence_drop
     frame.loc[scanned, "ocr_confidence"] -= confidence_drop
     return frame
+
+
+def store_run(store: MetadataStore, run_id: str, frame: pd.DataFrame, verdict: str = "passed") -> None:
+    """A completed run in the metadata store as store_results and generate_reports leave it:
+    its extractions, their field statistics and the gate's verdict."""
+    store.start_run(run_id, "fingerprint", "1")
+    store.save_extractions(run_id, frame.to_dict("records"))
+    store.replace_field_statistics(run_id, field_statistics(frame, categorical_fields=CATEGORICAL))
+    store.finish_run(run_id, STATUS_OF_VERDICT[verdict], {}, verdict=verdict)
