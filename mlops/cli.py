@@ -331,7 +331,7 @@ def drift(run_id: str | None, baseline_runs: int | None, as_json: bool) -> None:
     metadata = MetadataStore.from_settings(settings)
     metadata.migrate()
     if run_id is None:
-        with_statistics = {row["run_id"] for row in metadata.field_statistics()}
+        with_statistics = metadata.runs_with_field_statistics()
         newest = [row["run_id"] for row in metadata.runs() if row["run_id"] in with_statistics]
         if not newest:
             _fail(2, "no run has field statistics yet: they are recorded by store_results (`python -m mlops run`)")
@@ -375,7 +375,7 @@ def suggest_expectations(run_ids: tuple[str, ...], last: int | None, out: Path |
     metadata = MetadataStore.from_settings(settings)
     metadata.migrate()
     if last:
-        with_statistics = {row["run_id"] for row in metadata.field_statistics()}
+        with_statistics = metadata.runs_with_field_statistics()
         chosen = select_baseline(metadata.runs(), None, with_statistics, settings.monitoring, last)
         if not chosen:
             _fail(2, f"no completed run with verdict {' or '.join(settings.monitoring.baseline_verdicts)} has "

@@ -1228,6 +1228,12 @@ class MetadataStore:
         return self._replace_run_rows(FieldStatisticsRow, run_id, rows)
 
     @_retried
+    def runs_with_field_statistics(self) -> set[str]:
+        """The ids of the runs that recorded field statistics (their store_results ran)."""
+        with self.engine.connect() as conn:
+            return set(conn.scalars(sa.select(FieldStatisticsRow.run_id).distinct()))
+
+    @_retried
     def field_statistics(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Field statistics (run_id, field, kind, count, missing, missing_rate, mean_confidence,
         stats), of these runs or of all, by run then field."""

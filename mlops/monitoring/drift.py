@@ -163,7 +163,7 @@ def compare(run_id: str, current: Sequence[Mapping[str, Any]], baseline: Mapping
 def drift_for_run(metadata: MetadataStore, run_id: str, settings: MonitoringSettings,
                   baseline_runs: int | None = None) -> DriftReport:  # fmt: skip
     """Load the run's and its baseline's statistics from the metadata store and compare them."""
-    with_statistics = {row["run_id"] for row in metadata.field_statistics()}
+    with_statistics = metadata.runs_with_field_statistics()
     baseline_ids = select_baseline(metadata.runs(), run_id, with_statistics, settings, baseline_runs)
     rows = metadata.field_statistics([run_id, *baseline_ids])
     by_run: dict[str, list[dict[str, Any]]] = {}

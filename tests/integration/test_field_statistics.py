@@ -33,6 +33,7 @@ def test_replace_field_statistics_keeps_the_last_set_of_a_run_only(metadata_stor
                                                                               ("run-2", "principal", 3)]  # fmt: skip
     assert rows[0]["stats"] == {"quantiles": [1.0, 2.0], "histogram": {"counts": [1]}}
     assert [row["run_id"] for row in metadata_store.field_statistics(["run-2"])] == ["run-2"]
+    assert metadata_store.runs_with_field_statistics() == {"run-1", "run-2"}
 
 
 def test_one_row_per_run_and_field_even_when_the_api_is_bypassed(metadata_store):
