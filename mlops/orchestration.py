@@ -195,6 +195,9 @@ def record_task_failure(context: dict[str, Any]) -> None:
     try:
         published = publish_failure(ctx, task_id, message)
         log.error("%s | report: %s", verdict_line(published), published["links"].get("report") or published["report"])
+    except RunSuperseded as superseded:  # its documents are in the report of the run that took over
+        log.error("task %s of run %s failed: %s; not published: %s", task_id, ctx.run_id, message, superseded)
+        send_task_failure_alert(ctx, task_id, message)
     except Exception:
         log.exception("could not publish the failed run %s; closing it as failed", ctx.run_id)
         with suppress(Exception):

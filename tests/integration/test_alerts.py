@@ -197,6 +197,29 @@ def test_the_airflow_failure_callback_sends_task_failed_after_the_retries(tmp_pa
     assert len(receivers["smtp"].texts()) == 2
 
 
+def test_a_late_failure_callback_of_a_taken_over_run_alerts_but_leaves_its_record_alone(
+    tmp_path, receivers, monkeypatch
+):
+    settings = alert_settings(tmp_path, "rules:\n  task_failed: {severity: critical}\n", receivers["smtp"].port)
+    monkeypatch.setattr("mlops.orchestration.get_settings", lambda: settings)
+    metadata = open_context("killed", settings).metadata
+    metadata.acquire_lease("killed", "worker:1", ttl_seconds=0.1)
+    metadata.start_run("killed", "fp", "1")
+    time.sleep(0.2)
+    metadata.acquire_lease("next", "worker:2", ttl_seconds=60)  # its worker died: the next run took over
+    metadata.start_run("next", "fp", "1")
+    abandoned = metadata.get_run("killed")
+
+    class TaskInstance:
+        task_id, try_number, map_index = "extract_data", 4, -1
+
+    record_task_failure({"run_id": "killed", "task_instance": TaskInstance(),
+                         "exception": RuntimeError("worker lost"), "params": {}})  # fmt: skip
+    assert metadata.get_run("killed") == abandoned  # when and why it stopped, as the takeover wrote it
+    assert not open_context("killed", settings).store.exists(f"{settings.prefixes.reports}/latest/run_summary.json")
+    assert "[CRITICAL] task_failed: run killed" in receivers["smtp"].texts()[0]
+
+
 def test_the_rules_file_rejects_unknown_keys_naming_them(tmp_path):
     path = tmp_path / "alert_rules.yaml"
     path.write_text("channels:\n  ops: {type: slack, url: x, colour: red}\nrules:\n  quarantine_rate: {severity: warning, abvoe: 0.2}\n")
