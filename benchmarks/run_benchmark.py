@@ -230,6 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "MLOPS_CONFIG_FILE": str(REPO / "config/pipeline_config.yaml"),
         "MLOPS_QUALITY__SUITE_FILE": str(REPO / "config/expectations/extractions.json"),
         "MLOPS_ANOMALIES__RULES_FILE": str(REPO / "config/anomaly_rules.yaml"),
+        "MLOPS_EXTRACT__MODEL_DIR": os.environ.get("MLOPS_EXTRACT__MODEL_DIR", str(REPO / "data/models")),  # make models
     })
     os.environ.pop("MLOPS_PARAMS_FILE", None)
 
