@@ -222,8 +222,23 @@ class QualitySettings(BaseModel):
         return self
 
 
+class IsolationForestSettings(BaseModel):
+    """detect_anomalies' IsolationForest over the numeric fields together, trained on the stored
+    extractions of earlier runs: it finds values each plausible alone but not together (a payment
+    that does not amortise the principal at the rate over the term)."""
+
+    enabled: bool = True
+    min_history_rows: int = Field(200, ge=10, description="fewer complete stored rows: the detector is skipped")
+    max_history_rows: int = Field(5000, ge=10, description="train on at most the newest N stored extractions")
+    contamination: float = Field(0.01, gt=0, le=0.5, description="share of training rows scored as anomalous")
+    n_estimators: int = Field(200, ge=10, le=2000, description="trees in the forest")
+    random_state: int = Field(7, description="seed: the same history gives the same model and findings")
+    severity: Literal["warning", "critical"] = "warning"
+
+
 class AnomalySettings(BaseModel):
     rules_file: Path = Path("config/anomaly_rules.yaml")
+    isolation_forest: IsolationForestSettings = IsolationForestSettings()
 
 
 class BiasSettings(BaseModel):

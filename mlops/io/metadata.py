@@ -1128,28 +1128,30 @@ class MetadataStore:
 
     @_retried
     def field_history(
-        self, fields: Sequence[str], exclude_run_id: str | None = None, limit: int = 5000
+        self, fields: Sequence[str], exclude_run_id: str | None = None, limit: int = 5000, *, run_ids: bool = False
     ) -> pd.DataFrame:
         """Numeric values of ``fields`` from the most recent ``limit`` saved extractions of other runs.
 
         One float64 column per field (non-numeric or missing values are NaN), one row per
-        extraction, oldest first. Values are read from the ``data`` JSON in Python so the query is
-        the same on both backends.
+        extraction, oldest first; with ``run_ids`` also a ``run_id`` column (a model's training
+        window). Values are read from the ``data`` JSON in Python so the query is the same on both
+        backends.
         """
         import pandas as pd
 
         fields = list(fields)
         table = ExtractionResult.__table__
-        query = sa.select(table.c.data).order_by(table.c.id.desc()).limit(max(int(limit), 0))
+        query = sa.select(table.c.run_id, table.c.data).order_by(table.c.id.desc()).limit(max(int(limit), 0))
         if exclude_run_id is not None:
             query = query.where(table.c.run_id != exclude_run_id)
         with self.engine.connect() as conn:
-            datas = list(conn.scalars(query))
-        datas.reverse()
+            rows = list(conn.execute(query))
+        rows.reverse()
         frame = pd.DataFrame(
-            {field: [data.get(field) for data in datas] for field in fields}, columns=fields, dtype=object
+            {field: [row.data.get(field) for row in rows] for field in fields}, columns=fields, dtype=object
         )
-        return frame.apply(lambda column: pd.to_numeric(column, errors="coerce")).astype("float64")
+        frame = frame.apply(lambda column: pd.to_numeric(column, errors="coerce")).astype("float64")
+        return frame.assign(run_id=[row.run_id for row in rows]) if run_ids else frame
 
     # -- findings and metrics ---------------------------------------------------------------
 

@@ -8,8 +8,11 @@ person can look at that document. Two detectors:
   breached range is reported, so a 48% rate is one critical finding, not critical + warning.
 - ``StatisticalDetector``: robust (median/MAD) z-score against earlier runs plus this batch, for
   values inside the hard limits that are still far from everything seen before.
+- ``IsolationForestDetector``: scikit-learn's IsolationForest over the numeric fields together
+  and the payment against the amortised payment, trained on earlier runs only, for documents
+  whose values are each plausible but not together.
 
-Neither reads the clock or a store: the caller passes ``as_of`` (the run's logical date) and the
+None reads the clock or a store: the caller passes ``as_of`` (the run's logical date) and the
 history frame, so a re-run of the same run gives the same findings.
 """
 
@@ -18,14 +21,20 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlops.errors import ConfigError
 from mlops.models import DOCUMENT_TYPES, FIELD_NAMES, NUMERIC_FIELDS, Finding
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
+
+    from mlops.config import IsolationForestSettings
 
 Severity = Literal["warning", "critical"]
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
@@ -327,3 +336,107 @@ def detect_anomalies(
     return RuleDetector(rules).detect(frame, as_of) + StatisticalDetector(rules.statistical).detect(
         frame, history
     )
+
+
+# monthly_payment / the payment that amortises principal at the rate over the term
+PAYMENT_RATIO = "payment_ratio"
+FOREST_FEATURES = (*NUMERIC_FIELDS, PAYMENT_RATIO)
+# money is log-normal, and a ratio of 1/3 is as far from 1 as 3 only in logs
+LOG_SCALED = ("principal", "monthly_payment", PAYMENT_RATIO)
+
+
+def amortised_payment(principal: pd.Series, rate_percent: pd.Series, term_months: pd.Series) -> pd.Series:
+    """The level monthly payment that repays ``principal`` at ``rate_percent`` a year over the term."""
+    monthly = rate_percent / 1200
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        annuity = principal * monthly / (1 - (1 + monthly) ** -term_months)
+        return annuity.where(monthly != 0, principal / term_months)
+
+
+def forest_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The forest's inputs, for the rows that have every numeric field with a positive principal,
+    payment and term (others cannot be scored; the rules report non-positive amounts)."""
+    numbers = frame.reindex(columns=list(NUMERIC_FIELDS)).apply(pd.to_numeric, errors="coerce").astype(float)
+    ratio = numbers["monthly_payment"] / amortised_payment(
+        numbers["principal"], numbers["interest_rate"], numbers["term_months"]
+    )
+    features = numbers.assign(**{PAYMENT_RATIO: ratio})
+    return features[(features[list(LOG_SCALED)] > 0).all(axis=1) & np.isfinite(features).all(axis=1)]
+
+
+def _model_inputs(features: pd.DataFrame) -> np.ndarray:
+    return features.assign(**{name: np.log(features[name]) for name in LOG_SCALED}).to_numpy()
+
+
+class IsolationForestDetector:
+    """IsolationForest over :data:`FOREST_FEATURES`, fitted on the history (stored extractions of
+    earlier runs) and the batch. The batch belongs in the fit: a tree routes a value beyond the
+    range it was grown on with the most extreme training rows, so a forest grown on the history
+    alone hardly isolates a payment three times what the loan needs; isolating such rows is what
+    the forest is for, and a few of them do not make it think they are normal.
+
+    The score shown is scikit-learn's anomaly score (``-score_samples``, about 0.5 for ordinary
+    rows, towards 1 for isolated ones); the threshold is the score beyond which ``contamination``
+    of the rows it was fitted on lie (``-offset_``). With fewer than ``min_history_rows``
+    complete rows in the history it is skipped and :attr:`window` says why.
+    """
+
+    name = "isolation_forest"
+
+    def __init__(self, config: IsolationForestSettings) -> None:
+        self.config = config
+        self.model: IsolationForest | None = None
+        self.window: dict[str, Any] = {"detector": self.name, "trained": False}
+
+    def detect(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> list[Finding]:
+        from sklearn.ensemble import IsolationForest
+
+        history = pd.DataFrame() if history is None else history.tail(self.config.max_history_rows)
+        past, batch = forest_features(history), forest_features(frame)
+        settings = self.config.model_dump(exclude={"enabled", "severity"})
+        self.window |= {"history_rows": len(past), "batch_rows": len(batch), "settings": settings}
+        if not self.config.enabled:
+            self.window["skipped"] = "disabled (anomalies.isolation_forest.enabled: false)"
+            return []
+        if len(past) < self.config.min_history_rows:
+            self.window["skipped"] = (
+                f"{len(past)} stored extractions of earlier runs have every numeric field, "
+                f"{self.config.min_history_rows} needed (anomalies.isolation_forest.min_history_rows)"
+            )
+            return []
+        training = pd.concat([past, batch])
+        self.model = IsolationForest(
+            n_estimators=self.config.n_estimators,
+            contamination=self.config.contamination,
+            random_state=self.config.random_state,
+        ).fit(_model_inputs(training))
+        threshold = -float(self.model.offset_)
+        run_ids = sorted(set(history.loc[past.index, "run_id"])) if "run_id" in history else []
+        self.window |= {"trained": True, "threshold": round(threshold, 4), "run_ids": run_ids}
+        if batch.empty:
+            return []
+        medians = training.median()
+        spreads = (training.quantile(0.75) - training.quantile(0.25)).replace(0, np.nan)
+        scores = -self.model.score_samples(_model_inputs(batch))
+        findings = []
+        for (index, row), score in zip(batch.iterrows(), scores, strict=True):
+            if score <= threshold:
+                continue
+            unusual = ((row - medians).abs() / spreads).fillna(0).idxmax()
+            reason = (
+                f"isolation forest score {score:.3f} above threshold {threshold:.3f} "
+                f"(contamination {_show(self.config.contamination)}, fitted on {len(past)} rows of "
+                f"{len(run_ids)} earlier runs and {len(batch)} of this run); most unusual: {unusual} "
+                f"{row[unusual]:.4g} (median {medians[unusual]:.4g})"
+            )
+            findings.append(
+                Finding(
+                    sha256=str(frame.loc[index, "sha256"]),
+                    field=unusual if unusual in NUMERIC_FIELDS else None,
+                    value=", ".join(f"{name} {row[name]:.6g}" for name in FOREST_FEATURES),
+                    detector=self.name,
+                    severity=self.config.severity,
+                    reason=reason,
+                )
+            )
+        return findings
