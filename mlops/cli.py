@@ -314,6 +314,25 @@ def runs(limit: int) -> None:
                    f"quarantined {counts.get('quarantined', '-')}")  # fmt: skip
 
 
+@cli.command("dashboard")
+@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="The last N runs.")
+def dashboard(runs: int) -> None:
+    """Regenerate reports/dashboard.html: the last N runs' verdicts, documents, gate scores,
+    accuracy, missing rates per field, anomalies by detector, stage durations and drift, each
+    linking to its report. generate_reports regenerates it after every run too."""
+    from mlops.config import get_settings
+    from mlops.io.metadata import MetadataStore
+    from mlops.io.objects import open_object_store
+    from mlops.monitoring.dashboard import write_dashboard
+
+    settings = get_settings()
+    metadata = MetadataStore.from_settings(settings)
+    metadata.migrate()
+    written = write_dashboard(open_object_store(settings), metadata, settings, runs)
+    click.echo(written["headline"])
+    click.echo(f"dashboard:  {written['dashboard']}")
+
+
 @cli.command("drift")
 @click.option("--run-id", help="Default: the newest run with field statistics.")
 @click.option("--baseline-runs", type=click.IntRange(min=1), help="Compare with this many good runs (default: monitoring.baseline_runs).")

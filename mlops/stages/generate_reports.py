@@ -1,6 +1,7 @@
 """generate_reports: ``run_summary.json`` and ``report.html`` under ``reports/<run_id>/``, copied
 to ``reports/latest/``; the run is closed in the metadata store with its status and counts, then
-the alert rules are evaluated on the summary and what fires is sent (:mod:`mlops.alerts`).
+the alert rules are evaluated on the summary and what fires is sent (:mod:`mlops.alerts`); last,
+the cross-run dashboard ``reports/dashboard.html`` is regenerated (:mod:`mlops.monitoring.dashboard`).
 
 A run that stops on a failed task is published too (:func:`publish_failure`, called by the
 runners), so ``reports/latest/`` never keeps showing an older run."""
@@ -8,11 +9,13 @@ runners), so ``reports/latest/`` never keeps showing an older run."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
 from mlops.alerts import send_run_alerts
 from mlops.errors import DatasetNotFound, ObjectNotFound, RunSuperseded
+from mlops.monitoring.dashboard import DASHBOARD, write_dashboard
 from mlops.recovery import mark_reported
 from mlops.reporting import PLOTLY_ASSET, plotly_asset, render_html, summary_problems
 from mlops.run_data import file_names
@@ -22,6 +25,7 @@ from mlops.stages import StageContext
 STAGE = "generate_reports"
 FINAL_STATUS = {"success": "success", "warning": "partial", "failed": "failed"}
 MAX_FINDINGS_SHOWN = 500
+log = logging.getLogger(__name__)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -75,6 +79,10 @@ def publish(ctx: StageContext, summary: dict[str, Any]) -> dict[str, Any]:
     data_docs = (summary.get("validation") or {}).get("data_docs")
     links = {"report": outcome["report"]} | ({"data_docs": data_docs} if data_docs else {}) | ctx.links
     send_run_alerts(ctx, summary, links)
+    try:
+        outcome["dashboard"] = write_dashboard(ctx.store, ctx.metadata, ctx.settings)["dashboard"]
+    except Exception:  # the dashboard is a view over many runs: never worth failing this one
+        log.exception("reports/%s not regenerated; `python -m mlops dashboard` retries", DASHBOARD)
     return outcome
 
 
