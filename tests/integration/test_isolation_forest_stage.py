@@ -14,6 +14,8 @@ from tests.fixtures.platform import platform_settings
 from tests.unit.test_isolation_forest import loans, odd_batch
 
 pytestmark = pytest.mark.integration
+EXTRACTED_FROM_TEXT = {"extractor": "builtin", "doc_type_confidence": 0.9, "text_source": "text_layer", "pages": 1,
+                       "text_layer_pages": 1, "ocr_pages": 0}  # fmt: skip
 
 
 def stage_context(metadata_store, tmp_path, run_id: str):
@@ -28,14 +30,7 @@ def stage_context(metadata_store, tmp_path, run_id: str):
 def store_history(metadata_store, runs: range) -> None:
     for seed in runs:
         metadata_store.start_run(f"run-{seed}", "fingerprint", "1")
-        rows = loans(50, seed, f"old{seed}").assign(
-            extractor="builtin",
-            doc_type_confidence=0.9,
-            text_source="text_layer",
-            pages=1,
-            text_layer_pages=1,
-            ocr_pages=0,
-        )
+        rows = loans(50, seed, f"old{seed}").assign(**EXTRACTED_FROM_TEXT)
         metadata_store.save_extractions(f"run-{seed}", rows.to_dict("records"))
         metadata_store.finish_run(f"run-{seed}", "success", {}, verdict="passed")
 
