@@ -124,6 +124,15 @@ class FreshnessRule(Rule):
     hours: float = Field(gt=0, description="fires when no new document arrived for this long")
 
 
+class ResultsFreshnessRule(Rule):
+    hours: float = Field(gt=0, description="fires when no run has completed for this long")
+
+
+class AnomalyRateRule(Rule):
+    max_rise: float = Field(ge=0, le=1, description="fires when the newest run's rate is more than this above the mean")
+    min_runs: int = Field(3, ge=1, description="no alert with fewer earlier runs than this")
+
+
 class Rules(_Strict):
     gate_failed: Rule | None = None
     gate_warning: Rule | None = None
@@ -133,6 +142,14 @@ class Rules(_Strict):
     accuracy_drop: AccuracyDropRule | None = None
     processing_time: ProcessingTimeRule | None = None
     freshness: FreshnessRule | None = None
+    results_freshness: ResultsFreshnessRule | None = None
+    drift: Rule | None = None
+    anomaly_rate: AnomalyRateRule | None = None
+
+
+# Evaluated by the data_quality_monitoring DAG (mlops.monitoring.checks) once per monitoring window.
+MONITORING_RULES = ("freshness", "results_freshness", "drift", "anomaly_rate")
+MONITORING_STATUS = "monitoring"  # RunFacts.status of a monitoring window
 
 
 class AlertRules(_Strict):
@@ -206,6 +223,11 @@ class RunFacts:
     processing_seconds: float | None
     hours_since_new_document: float | None
     links: dict[str, str] = field(default_factory=dict)
+    # monitoring across runs only (None: not measured, never fires)
+    hours_since_completed_run: float | None = None
+    drift_headline: str | None = None
+    anomaly_rate: float | None = None
+    anomaly_rate_history: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -260,18 +282,32 @@ def evaluate(rules: Rules, facts: RunFacts) -> list[Alert]:
             fire("freshness", "no document has ever arrived")
         elif hours > rule.hours:
             fire("freshness", f"no new document for {hours:.1f} h (alert after {rule.hours:g} h)")
+    rule = active("results_freshness")
+    hours = facts.hours_since_completed_run
+    if rule and hours is not None and hours > rule.hours:
+        fire("results_freshness", f"no run has completed for {hours:.1f} h (alert after {rule.hours:g} h)")
+    if active("drift") and facts.drift_headline:
+        fire("drift", facts.drift_headline)
+    rule = active("anomaly_rate")
+    history = facts.anomaly_rate_history
+    if rule and facts.anomaly_rate is not None and len(history) >= rule.min_runs:
+        mean = sum(history) / len(history)
+        if facts.anomaly_rate - mean > rule.max_rise:
+            fire("anomaly_rate", f"{facts.anomaly_rate:.0%} of the newest run's documents have findings, "
+                                 f"{mean:.0%} on average over the {len(history)} runs before "
+                                 f"(alert above a rise of {rule.max_rise:.0%})")  # fmt: skip
     return alerts
 
 
 def message(alert: Alert, facts: RunFacts) -> tuple[str, str]:
     """Title and plain-text body of an alert."""
     counts = facts.documents
-    title = f"[{alert.severity.upper()}] {alert.rule}: run {facts.run_id}"
-    lines = [
-        facts.verdict,
-        f"Rule {alert.rule} ({alert.severity}): {alert.reason}.",
-        "Documents: " + ", ".join(f"{counts.get(key, 0)} {key}" for key in ("seen", "new", "accepted", "quarantined", "duplicates")),
-    ]
+    subject = facts.run_id if facts.status == MONITORING_STATUS else f"run {facts.run_id}"
+    title = f"[{alert.severity.upper()}] {alert.rule}: {subject}"
+    lines = [facts.verdict, f"Rule {alert.rule} ({alert.severity}): {alert.reason}."]
+    if counts:  # a monitoring window has none
+        lines.append("Documents: " + ", ".join(f"{counts.get(key, 0)} {key}"
+                                               for key in ("seen", "new", "accepted", "quarantined", "duplicates")))  # fmt: skip
     lines += [f"{name.replace('_', ' ').capitalize()}: {link}" for name, link in facts.links.items()]
     return title, "\n".join(lines)
 
@@ -534,9 +570,15 @@ def _send_run_alerts(
     if only is not None:
         rules = Rules.model_validate({name: getattr(rules, name) for name in only})
     facts = run_facts(ctx, summary, links, rules)
-    alerts = evaluate(rules, facts)
-    if not alerts:
+    return send_alerts(ctx, config, evaluate(rules, facts), facts)
+
+
+def send_alerts(ctx: StageContext, config: AlertRules, alerts: list[Alert], facts: RunFacts) -> list[dict[str, str]]:
+    """Send ``alerts`` to every configured channel that takes their severity, once per rule and
+    channel for ``ctx.run_id`` (a run, or a monitoring window): what was sent before is skipped."""
+    if not alerts or not ctx.settings.alerts.enabled:
         return []
+    settings = ctx.settings.alerts
     env = environment()
     sent_before = {
         (event["details"].get("rule"), event["details"].get("channel"))

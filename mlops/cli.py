@@ -421,6 +421,25 @@ def suggest_expectations(run_ids: tuple[str, ...], last: int | None, out: Path |
         click.echo(f"  {line}")
 
 
+@cli.command("monitor")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole monitoring report after the verdict.")
+def monitor(as_json: bool) -> None:
+    """The data_quality_monitoring DAG's checks, now: freshness of the landing area and of
+    processed results, the newest completed run's drift, the anomaly-rate trend. Prints the verdict
+    first (OK, or ALERT with the rules that fired), sends those alerts (once per rule per
+    monitoring.alert_window_hours) and writes reports/monitoring/<time>.json and latest.json.
+    Exits 5 on ALERT."""
+    from mlops.monitoring.checks import ALERT, monitor
+
+    report = monitor()
+    click.echo(report["verdict_line"])
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    click.echo(f"report:  {report['report']}")
+    if report["verdict"] == ALERT:
+        sys.exit(EXIT_VERDICT)
+
+
 def _counts_line(documents: dict[str, int]) -> str:
     return (
         f"documents: seen {documents['seen']}, new {documents['new']}, skipped {documents['skipped']}, "

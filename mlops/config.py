@@ -247,6 +247,7 @@ class BiasSettings(BaseModel):
     min_group_size: int = Field(3, ge=1)
 
 
+
 class GateSettings(BaseModel):
     """When a run's verdict fails its runner: the Airflow run (its quality_gate task) and the exit
     code of ``python -m mlops run``. The report is written first, whatever the verdict."""
@@ -289,6 +290,10 @@ class MonitoringSettings(BaseModel):
     min_js_distance: float = Field(0.1, ge=0, le=1, description="categorical fields: smallest Jensen-Shannon distance")
     min_missing_rate_increase: float = Field(0.1, ge=0, le=1, description="smallest rise of a field's missing rate")
     min_confidence_drop: float = Field(0.05, ge=0, le=1, description="smallest fall of a field's mean confidence")
+    trend_runs: int = Field(10, ge=2, description="data_quality_monitoring: anomaly-rate trend over the last N completed runs")
+    alert_window_hours: float = Field(
+        24, gt=0, description="data_quality_monitoring: each rule alerts at most once per window of this many hours"
+    )
 
 
 class Settings(BaseSettings):

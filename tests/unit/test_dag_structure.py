@@ -1,5 +1,5 @@
-"""The DAG ops engineers see: it imports cleanly and fast, has the nine tasks in order, and
-the schedule, retries, params and docs the UI shows."""
+"""The DAGs ops engineers see: they import cleanly and fast; the pipeline has the nine tasks in
+order, and each DAG the schedule, retries, params and docs the UI shows."""
 
 import copy
 import itertools
@@ -17,12 +17,21 @@ DAG_ID = "document_processing_pipeline"
 GATE = "quality_gate"
 
 
+MONITORING_DAG_ID = "data_quality_monitoring"
+MONITORING_CHECKS = ("check_landing_freshness", "check_results_freshness", "check_drift", "check_anomaly_trend")
+
+
 @pytest.fixture(scope="module")
-def dag():
+def bag():
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag()
     assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture(scope="module")
+def dag(bag):
     return bag.dags[DAG_ID]
 
 
@@ -86,14 +95,30 @@ def test_trigger_form_refuses_values_of_the_wrong_kind(dag, name, value):
         params[name] = value
 
 
-def test_dag_file_imports_fast_without_the_platform():
-    """Wiring only: the scheduler parses this file often, so it must not import mlops or GX."""
+@pytest.mark.parametrize("dag_file", ["document_processing_pipeline", MONITORING_DAG_ID])
+def test_dag_file_imports_fast_without_the_platform(dag_file):
+    """Wiring only: the scheduler parses these files often, so they must not import mlops or GX."""
     code = (
         "import sys, time; t = time.time();"
-        "import runpy; runpy.run_path('dags/document_processing_pipeline.py');"
+        f"import runpy; runpy.run_path('dags/{dag_file}.py');"
         "print(time.time() - t); print('mlops' in sys.modules, 'great_expectations' in sys.modules)"
     )
     started = time.time()
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert output[1:] == ["False", "False"]
     assert time.time() - started < 60  # generous: the import of airflow itself dominates
+
+
+def test_monitoring_runs_hourly_one_at_a_time_and_fails_visibly_after_publishing(bag):
+    dag = bag.dags[MONITORING_DAG_ID]
+    assert (dag.schedule, dag.catchup, dag.max_active_runs) == ("@hourly", False, 1)
+    assert set(dag.task_ids) == {*MONITORING_CHECKS, "publish_monitoring_report", "monitoring_verdict"}
+    assert dag.get_task("publish_monitoring_report").upstream_task_ids == set(MONITORING_CHECKS)
+    assert dag.get_task("monitoring_verdict").upstream_task_ids == {"publish_monitoring_report"}
+    assert dag.get_task("monitoring_verdict").retries == 0  # a verdict does not change on a retry
+    for task in dag.tasks:
+        assert task.doc_md
+        assert task.execution_timeout and task.execution_timeout <= timedelta(hours=1)
+        if task.task_id != "monitoring_verdict":
+            assert task.retries >= 2 and task.retry_exponential_backoff
+    assert "python -m mlops monitor" in dag.doc_md and "alert_window_hours" in dag.doc_md
