@@ -184,7 +184,7 @@ class TrainSettings(BaseModel):
     lexicon_file: Path = Field(Path("config/field_lexicon.yaml"), description="label wordings per field")
     servicers_file: Path = Field(Path("config/servicers.yaml"), description="canonical servicer names")
     seed: int = 7
-    text_documents: int = Field(4, ge=1, description="text PDFs per layout family, document type and pool")
+    text_documents: int = Field(16, ge=1, description="text PDFs per layout family, document type and pool")
     scan_documents: int = Field(1, ge=0, description="scans per layout family, document type and pool")
     non_loan_documents: int = Field(12, ge=0, description="non-loan forms per pool (the unknown class)")
     folds: list[list[str]] = Field(

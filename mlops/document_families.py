@@ -1102,10 +1102,13 @@ def _loan_draft(
         other = rng.choice([t for t in SECTIONS if t != doc_type])
         paragraphs.insert(rng.randrange(len(paragraphs) + 1), rng.choice(SECTIONS[other]))
     address, phone = SERVICER_CONTACTS[servicer]
+    # A third of letterheads print the servicer's full name, the only place some letters name it.
+    # Chosen from the account number, not the rng, so every other draw of a seeded document stays.
+    full_name_letterhead = hashlib.sha256(str(values["account_number"]).encode()).digest()[0] % 3 == 0
     return Draft(
         doc_type=doc_type,
         servicer=servicer,
-        brand=servicer.split()[0].upper(),
+        brand=servicer if full_name_letterhead else servicer.split()[0].upper(),
         address=address,
         phone=phone,
         title=rng.choice(list((titles or {}).get(doc_type) or TITLES[doc_type])),
