@@ -440,6 +440,25 @@ def monitor(as_json: bool) -> None:
         sys.exit(EXIT_VERDICT)
 
 
+@cli.command("bias-window")
+@click.option("--runs", type=click.IntRange(min=1), help="The last N completed runs (default: bias.window_runs, or bias.window_days).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole bias report after the verdict.")
+def bias_window(runs: int | None, as_json: bool) -> None:
+    """The bias_detection_pipeline DAG's assessment, now: fairlearn MetricFrame over the pooled
+    documents of a window of runs by document type, servicer, format, page bucket and scan
+    quality, with bootstrap intervals. Prints the verdict first, then each flagged slice's
+    mitigation; writes reports/bias/<date>/bias_report.html and .json."""
+    from mlops.monitoring.bias_window import run_bias_window
+
+    report = run_bias_window(datetime.now(UTC), runs)
+    click.echo(report["headline"])
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    for flag in report["flagged"]:
+        click.echo(f"  {flag['dimension']}={flag['slice']} ({flag['metric']}): {flag['mitigation']}")
+    click.echo(f"report:  {report['report']}")
+
+
 def _counts_line(documents: dict[str, int]) -> str:
     return (
         f"documents: seen {documents['seen']}, new {documents['new']}, skipped {documents['skipped']}, "

@@ -245,7 +245,13 @@ class BiasSettings(BaseModel):
     max_difference: float = Field(0.2, ge=0, le=1)
     min_ratio: float = Field(0.8, ge=0, le=1)
     min_group_size: int = Field(3, ge=1)
-
+    # bias over a window of runs (bias_detection_pipeline DAG, `python -m mlops bias-window`)
+    window_runs: int = Field(10, ge=1, description="the window: the last N completed runs")
+    window_days: int | None = Field(None, ge=1, description="instead: the completed runs started in the last N days")
+    window_min_documents: int = Field(30, ge=2, description="smaller slices: not enough evidence, never flagged")
+    bootstrap_samples: int = Field(200, ge=20, le=5000, description="bootstrap resamples for the intervals")
+    confidence_level: float = Field(0.95, gt=0.5, lt=1, description="of the bootstrap intervals")
+    random_state: int = Field(7, description="seed of the bootstrap: the same window gives the same report")
 
 
 class GateSettings(BaseModel):

@@ -1,6 +1,7 @@
 """The monitoring DAGs run for real with `airflow dags test`, in a subprocess with the MLOPS_*
 settings of a store built here: data_quality_monitoring on a stale landing area fails its run
-after alerting a local webhook and writing reports/monitoring/latest.json."""
+after alerting a local webhook and writing reports/monitoring/latest.json; bias_detection_pipeline
+writes its report over the stored runs' bias tables."""
 
 import json
 import os
@@ -10,11 +11,15 @@ import time
 
 import pytest
 
+from mlops.io.catalog import Catalog
 from mlops.io.metadata import MetadataStore
+from mlops.io.objects import open_object_store
+from mlops.monitoring.bias_window import BIAS_TABLE
 from tests.conftest import REPO
 from tests.e2e.test_dag_run import AIRFLOW, settings_env
 from tests.fixtures.alert_receivers import HttpReceiver
 from tests.fixtures.platform import platform_settings
+from tests.integration.test_bias_window import bias_rows
 from tests.unit.labelled_tables import labelled_table, store_run
 
 pytestmark = pytest.mark.e2e
@@ -61,3 +66,24 @@ def test_monitoring_dag_on_a_stale_landing_area_alerts_and_fails_its_run(airflow
     assert latest["verdict"] == "ALERT"
     assert latest["drift"]["headline"] == "NO DRIFT in run clean-6: 39 checks against 4 baseline runs"
     assert latest["results"]["run_id"] == "clean-6"
+
+
+def test_bias_dag_writes_its_report_with_the_flagged_slice(airflow_db, tmp_path):
+    settings = platform_settings(tmp_path)
+    with MetadataStore(settings.metadata_url) as metadata:
+        metadata.migrate()
+        for seed in range(1, 5):
+            metadata.start_run(f"run-{seed}", "fingerprint", "1")
+            Catalog(open_object_store(settings), "runs", f"run-{seed}").save_table(BIAS_TABLE, bias_rows(seed))
+            metadata.finish_run(f"run-{seed}", "success", {}, verdict="passed")
+
+    state, output = airflow_dags_test("bias_detection_pipeline", settings, {
+        "MLOPS_BIAS__WINDOW_MIN_DOCUMENTS": "10", "MLOPS_BIAS__BOOTSTRAP_SAMPLES": "50"})  # fmt: skip
+
+    assert state == "success", output[-4000:]
+    assert "BIAS FLAGGED over 4 runs (120 documents): completeness for scan_quality=poor" in output
+    [folder] = (settings.data_dir / "reports" / "bias").iterdir()
+    report = json.loads((folder / "bias_report.json").read_text())
+    assert {(flag["slice"], flag["metric"]) for flag in report["flagged"]} == {
+        ("poor", "completeness"), ("poor", "field_accuracy")}  # fmt: skip
+    assert "re-scan the poor-quality documents" in (folder / "bias_report.html").read_text()

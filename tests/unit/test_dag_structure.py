@@ -95,7 +95,7 @@ def test_trigger_form_refuses_values_of_the_wrong_kind(dag, name, value):
         params[name] = value
 
 
-@pytest.mark.parametrize("dag_file", ["document_processing_pipeline", MONITORING_DAG_ID])
+@pytest.mark.parametrize("dag_file", ["document_processing_pipeline", MONITORING_DAG_ID, "bias_detection_pipeline"])
 def test_dag_file_imports_fast_without_the_platform(dag_file):
     """Wiring only: the scheduler parses these files often, so they must not import mlops or GX."""
     code = (
@@ -122,3 +122,13 @@ def test_monitoring_runs_hourly_one_at_a_time_and_fails_visibly_after_publishing
         if task.task_id != "monitoring_verdict":
             assert task.retries >= 2 and task.retry_exponential_backoff
     assert "python -m mlops monitor" in dag.doc_md and "alert_window_hours" in dag.doc_md
+
+
+def test_bias_detection_runs_weekly_one_at_a_time_with_retries(bag):
+    dag = bag.dags["bias_detection_pipeline"]
+    assert (dag.schedule, dag.catchup, dag.max_active_runs) == ("@weekly", False, 1)
+    assert dag.task_ids == ["assess_bias_window"]
+    task = dag.get_task("assess_bias_window")
+    assert task.retries >= 2 and task.retry_exponential_backoff and task.doc_md
+    assert task.execution_timeout and task.execution_timeout <= timedelta(hours=2)
+    assert "not enough evidence" in dag.doc_md and "python -m mlops bias-window" in dag.doc_md
