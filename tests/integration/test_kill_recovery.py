@@ -28,7 +28,7 @@ from mlops.errors import RunSuperseded
 from mlops.io.metadata import MetadataStore
 from mlops.io.objects import TEMP_PREFIX, open_object_store
 from mlops.sample_data import LABELS_FILENAME, generate_corpus
-from mlops.stages import open_context
+from mlops.stages import STAGE_NAMES, open_context
 from mlops.stages.generate_reports import publish_failure
 from tests.conftest import REPO
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES, platform_settings
@@ -366,3 +366,21 @@ def test_a_run_killed_while_reporting_is_reported_by_the_next_and_latest_never_g
     assert code == 0, stderr[-3000:]
     assert published_summary(settings, "latest")["run_id"] == third
     assert [run["run_id"] for run in published_summary(settings, second)["taken_over"]] == [dead]
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES[:-1])  # generate_reports: the test above
+def test_a_run_killed_in_any_stage_loses_nothing_and_the_next_reports_every_file_once(stage, tmp_path, small_corpus):
+    settings = landed(tmp_path, small_corpus)
+    metadata = migrated(settings.metadata_url)
+
+    code, _, stderr = finish(launch(settings, kill_at=rf"^runs/[^/]+/{stage}/"))  # its first write of a result
+
+    assert code == -signal.SIGKILL, stderr[-3000:]
+    (dead,) = [run["run_id"] for run in metadata.runs()]
+    assert not stage_finished(metadata, dead, stage)
+    code, _, stderr = finish(launch(settings, MLOPS_LEASE__WAIT_SECONDS="60"))
+
+    assert code == 0, stderr[-3000:]
+    assert metadata.get_run(dead)["outcome"] == "abandoned"
+    reported_once(published_summary(settings, "latest"), small_corpus)
+    assert_each_landing_file_processed_once(metadata, small_corpus)
