@@ -33,6 +33,7 @@ from mlops.stages.generate_reports import publish_failure
 from tests.conftest import REPO
 from tests.fixtures.platform import TEST_MAX_FILE_BYTES, platform_settings
 from tests.fixtures.postgres import _admin_url, _connect
+from tests.fixtures.s3_server import SeaweedS3
 
 pytestmark = pytest.mark.integration
 DOCUMENTS = 8  # text PDFs and scans: the scans' OCR keeps extract_data busy for seconds
@@ -383,4 +384,31 @@ def test_a_run_killed_in_any_stage_loses_nothing_and_the_next_reports_every_file
     assert code == 0, stderr[-3000:]
     assert metadata.get_run(dead)["outcome"] == "abandoned"
     reported_once(published_summary(settings, "latest"), small_corpus)
+    assert_each_landing_file_processed_once(metadata, small_corpus)
+
+
+def test_a_run_rides_out_an_s3_server_restart(tmp_path, small_corpus, postgres_schema_url):
+    """Mid-run the S3 server (its own, started here) stops and starts again on the same ports and
+    data: the object store is retried and the run completes."""
+    server = SeaweedS3(tmp_path / "seaweed").start()
+    try:
+        store = {"backend": "s3", "bucket": "restarted", "endpoint_url": server.endpoint_url,
+                 "region": server.region, "access_key_id": server.access_key,
+                 "secret_access_key": server.secret_key}  # fmt: skip
+        settings = platform_settings(tmp_path, object_store=store, metadata={"url": postgres_schema_url})
+        target = open_object_store(settings)
+        for path in sorted(small_corpus.iterdir()):
+            target.put_bytes(f"landing/{path.name}", path.read_bytes())
+        metadata = migrated(settings.metadata_url)
+        run = launch(settings, **server.env(), MLOPS_OBJECT_STORE__BUCKET="restarted")
+        run_id = wait_until(lambda: live_run(metadata), "the run holds the lease", run)
+        wait_until(lambda: stage_finished(metadata, run_id, "validate_documents"), "preprocessing starts", run)
+
+        server.restart()  # down ~3 s: stopping, then starting until it takes writes again
+        code, _, stderr = finish(run)
+    finally:
+        server.stop()
+
+    assert code == 0, stderr[-3000:]
+    assert metadata.get_run(run_id)["outcome"] == "completed"
     assert_each_landing_file_processed_once(metadata, small_corpus)
