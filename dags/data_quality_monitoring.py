@@ -8,13 +8,15 @@ pipeline's run lease, so it runs beside a pipeline run):
 `check_results_freshness` (hours since the newest completed run), `check_drift` (the newest
 completed run's drift against its baseline of good runs), `check_anomaly_trend` (share of
 documents with anomaly findings over the last `monitoring.trend_runs` runs) →
-`publish_monitoring_report` → `monitoring_verdict`.
+`publish_monitoring_report` → `refresh_dashboard` → `monitoring_verdict`.
 
 `publish_monitoring_report` evaluates the monitoring rules of `config/alert_rules.yaml`
 (`freshness`, `results_freshness`, `drift`, `anomaly_rate`), sends what fires to the alert
 channels at most once per rule per `monitoring.alert_window_hours`, and writes
 `reports/monitoring/<time>.json` and `reports/monitoring/latest.json`. `monitoring_verdict` then
 **fails** the run when a rule fired, so the grid shows it; its log line says which and why.
+`refresh_dashboard` regenerates the cross-run dashboard `reports/dashboard.html` first, so an
+ALERT run refreshes it too.
 The same checks run from the command line: `python -m mlops monitor`. Logic lives in
 `mlops.monitoring.checks`; this file only wires it.
 """
@@ -54,6 +56,13 @@ def publish_monitoring_report(landing: dict, results: dict, drift: dict, anomaly
     return {"verdict": report["verdict"], "verdict_line": report["verdict_line"], "report": report["report"]}
 
 
+@task(task_id="refresh_dashboard", doc_md="Regenerates reports/dashboard.html over the last runs (mlops.monitoring.dashboard).")
+def refresh_dashboard():
+    from mlops.monitoring.checks import refresh_dashboard as regenerate
+
+    return regenerate()["dashboard"]
+
+
 @task(task_id="monitoring_verdict", retries=0, doc_md="Fails the run when a monitoring rule fired; logs why.")
 def monitoring_verdict(outcome: dict):
     import logging
@@ -85,7 +94,8 @@ def monitoring_verdict(outcome: dict):
 )
 def data_quality_monitoring():
     checks = {name: _check_task(name)() for name in CHECK_TASKS}
-    monitoring_verdict(publish_monitoring_report(**checks))
+    outcome = publish_monitoring_report(**checks)
+    outcome >> refresh_dashboard() >> monitoring_verdict(outcome)
 
 
 data_quality_monitoring()

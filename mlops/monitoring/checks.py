@@ -14,12 +14,14 @@ monitoring rule of ``config/alert_rules.yaml`` fires, else OK), sends the alerts
 once per channel and monitoring window (``monitoring.alert_window_hours``; the audit events of the
 deliveries are filed under the window's id), and writes ``reports/monitoring/<time>.json`` and
 ``reports/monitoring/latest.json``. The time is the runner's (the Airflow run's ``run_after``).
+:func:`refresh_dashboard` then regenerates ``reports/dashboard.html``, ALERT or not.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -113,10 +115,24 @@ def run_check(name: str, now: datetime, settings: Settings | None = None) -> dic
 
 
 def monitor(now: datetime | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """Every check, then :func:`publish`: what ``python -m mlops monitor`` runs."""
+    """Every check, then :func:`publish` and :func:`refresh_dashboard`: what ``python -m mlops
+    monitor`` runs. A dashboard that cannot be built is logged; the verdict stands."""
     settings = settings or get_settings()
     now = now or datetime.now(UTC)
-    return publish({name: run_check(name, now, settings) for name in CHECK_NAMES}, now, settings)
+    report = publish({name: run_check(name, now, settings) for name in CHECK_NAMES}, now, settings)
+    try:
+        report["dashboard"] = refresh_dashboard(settings)["dashboard"]
+    except Exception:
+        logging.getLogger(__name__).exception("reports/dashboard.html not regenerated")
+    return report
+
+
+def refresh_dashboard(settings: Settings | None = None) -> dict[str, Any]:
+    """Regenerate the cross-run dashboard (the monitoring DAG's ``refresh_dashboard`` task)."""
+    from mlops.monitoring.dashboard import write_dashboard
+
+    settings = settings or get_settings()
+    return write_dashboard(open_object_store(settings), _metadata(settings), settings)
 
 
 def publish(checks: dict[str, dict[str, Any]], now: datetime, settings: Settings | None = None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The monitoring DAGs run for real with `airflow dags test`, in a subprocess with the MLOPS_*
 settings of a store built here: data_quality_monitoring on a stale landing area fails its run
-after alerting a local webhook and writing reports/monitoring/latest.json; bias_detection_pipeline
+after alerting a local webhook, writing reports/monitoring/latest.json and regenerating
+reports/dashboard.html; bias_detection_pipeline
 writes its report over the stored runs' bias tables."""
 
 import json
@@ -66,6 +67,8 @@ def test_monitoring_dag_on_a_stale_landing_area_alerts_and_fails_its_run(airflow
     assert latest["verdict"] == "ALERT"
     assert latest["drift"]["headline"] == "NO DRIFT in run clean-6: 39 checks against 4 baseline runs"
     assert latest["results"]["run_id"] == "clean-6"
+    dashboard = (settings.data_dir / "reports" / "dashboard.html").read_text()
+    assert "Last run PASSED · 0 of the last 5 runs failed" in dashboard and "clean-6" in dashboard
 
 
 def test_bias_dag_writes_its_report_with_the_flagged_slice(airflow_db, tmp_path):

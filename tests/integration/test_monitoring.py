@@ -93,6 +93,9 @@ def test_ok_beside_a_live_run_then_a_stale_landing_area_alerts_once_per_window(c
     assert again["deliveries"] == [{"rule": "freshness", "channel": "ops_webhook", "outcome": "skipped"}]
     latest = json.loads((tmp_path / "data" / "reports" / "monitoring" / "latest.json").read_text())
     assert latest["verdict"] == "ALERT" and latest["checked_at"] == again["checked_at"]
+    dashboard = tmp_path / "data" / "reports" / "dashboard.html"  # regenerated on ALERT too
+    assert again["dashboard"] == f"file://{dashboard}"
+    assert "Last run PASSED · 0 of the last 5 runs failed" in dashboard.read_text()
 
 
 def test_a_drifted_run_with_many_findings_alerts_drift_and_anomaly_rate(cli_store, tmp_path, webhook):

@@ -112,9 +112,11 @@ def test_dag_file_imports_fast_without_the_platform(dag_file):
 def test_monitoring_runs_hourly_one_at_a_time_and_fails_visibly_after_publishing(bag):
     dag = bag.dags[MONITORING_DAG_ID]
     assert (dag.schedule, dag.catchup, dag.max_active_runs) == ("@hourly", False, 1)
-    assert set(dag.task_ids) == {*MONITORING_CHECKS, "publish_monitoring_report", "monitoring_verdict"}
+    assert set(dag.task_ids) == {*MONITORING_CHECKS, "publish_monitoring_report", "refresh_dashboard", "monitoring_verdict"}
     assert dag.get_task("publish_monitoring_report").upstream_task_ids == set(MONITORING_CHECKS)
-    assert dag.get_task("monitoring_verdict").upstream_task_ids == {"publish_monitoring_report"}
+    # the dashboard is refreshed before the verdict can fail the run
+    assert dag.get_task("refresh_dashboard").upstream_task_ids == {"publish_monitoring_report"}
+    assert dag.get_task("monitoring_verdict").upstream_task_ids == {"publish_monitoring_report", "refresh_dashboard"}
     assert dag.get_task("monitoring_verdict").retries == 0  # a verdict does not change on a retry
     for task in dag.tasks:
         assert task.doc_md
