@@ -1,6 +1,7 @@
-"""The run's evidence one click from the Airflow UI: a **Report** tab on every DAG run and a
-**Latest report** page in the navigation, served by the Airflow API server itself from the
-platform's object store (the local directory or MinIO/S3), behind Airflow's own login.
+"""The run's evidence one click from the Airflow UI: a **Report** tab on every DAG run, and
+**Latest report** and the cross-run **Dashboard** in the navigation, served by the Airflow API
+server itself from the platform's object store (the local directory or MinIO/S3), behind
+Airflow's own login.
 
 Registered through the ``airflow.plugins`` entry point (pyproject.toml), so every Airflow
 installed with the platform (docker-compose.yml, the native stack, ``airflow standalone``) has it.
@@ -26,9 +27,27 @@ from mlops.stages import normalise_run_id
 URL_PREFIX = "/mlops"
 DAG_ID = "document_processing_pipeline"
 REPORT_PAGE = "report.html"
+DASHBOARD = "dashboard.html"  # mlops.monitoring.dashboard.DASHBOARD, not imported: plotly is heavy
+NO_CACHE = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 app = FastAPI(title="Loan document reports", docs_url=None, redoc_url=None, openapi_url=None)
 CanReadRuns = Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))
+
+
+@app.get(f"/reports/{DASHBOARD}", dependencies=[CanReadRuns])
+def dashboard() -> Response:
+    """The cross-run dashboard ``reports/dashboard.html``; its links to the runs' reports and to the
+    shared plotly asset are relative, so they resolve through :func:`report_file`."""
+    settings = get_settings()
+    try:
+        body = open_object_store(settings).get_bytes(f"{settings.prefixes.reports}/{DASHBOARD}")
+    except ObjectNotFound:
+        return HTMLResponse(
+            "<p>No dashboard yet. Every run's generate_reports task, the data_quality_monitoring DAG "
+            "and <code>python -m mlops dashboard</code> write it.</p>",
+            status_code=404,
+        )
+    return Response(body, media_type="text/html", headers=NO_CACHE)
 
 
 @app.get("/reports/{run_id}/{name:path}", dependencies=[CanReadRuns])
@@ -51,7 +70,7 @@ def report_file(
             status_code=404,
         )
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    return Response(body, media_type=media_type, headers=NO_CACHE)
 
 
 def report_url(base_url: str, run_id: str, name: str = REPORT_PAGE) -> str:
@@ -68,4 +87,6 @@ class MlopsPlugin(AirflowPlugin):
          "destination": "dag_run", "url_route": "report"},
         {"name": "Latest report", "href": f"{URL_PREFIX.lstrip('/')}/reports/latest/{REPORT_PAGE}",
          "destination": "nav", "category": "browse", "url_route": "latest-report"},
+        {"name": "Dashboard", "href": f"{URL_PREFIX.lstrip('/')}/reports/{DASHBOARD}",
+         "destination": "nav", "category": "browse", "url_route": "dashboard"},
     ]  # fmt: skip

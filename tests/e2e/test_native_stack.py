@@ -243,7 +243,8 @@ def check_one_click_to_the_report(stack: NativeStack, airflow_run_id: str, summa
     assert summary["links"] == {"airflow_run": run_url, "report": report_url}
     views = [view for plugin in stack.api("GET", "/api/v2/plugins").json()["plugins"]
              for view in plugin["external_views"]]  # fmt: skip
-    assert {(view["name"], view["destination"]) for view in views} >= {("Report", "dag_run"), ("Latest report", "nav")}
+    assert {(view["name"], view["destination"]) for view in views} >= {
+        ("Report", "dag_run"), ("Latest report", "nav"), ("Dashboard", "nav")}  # fmt: skip
 
     served = stack.api("GET", f"/mlops/reports/{quote(airflow_run_id, safe='')}/report.html")
     assert served.status_code == 200 and served.headers["content-type"].startswith("text/html"), served.text[:500]
@@ -254,6 +255,12 @@ def check_one_click_to_the_report(stack: NativeStack, airflow_run_id: str, summa
     assert stack.api("GET", "/mlops/reports/latest/..%2F..%2Fconfig%2Fpipeline_config.yaml").status_code == 404
     missing = stack.api("GET", "/mlops/reports/no_such_run/report.html")
     assert missing.status_code == 404 and "No report.html for run <code>no_such_run</code>" in missing.text
+    dashboard = stack.api("GET", "/mlops/reports/dashboard.html")  # Browse -> Dashboard
+    assert dashboard.status_code == 200 and dashboard.headers["content-type"].startswith("text/html")
+    assert f'href="{summary["run_id"]}/report.html"' in dashboard.text  # resolves to the report served above
+    dashboard_asset = re.search(r'src="(assets/[^"]+)"', dashboard.text).group(1)
+    assert stack.api("GET", f"/mlops/reports/{dashboard_asset}").status_code == 200
+    assert stack.api("GET", "/mlops/reports/dashboard.html", token=False).status_code in (401, 403)
 
     tab = browser.report_tab_of_airflow_run(run_url, report_url, stack.token)
     assert tab.first_text.upper().startswith(f"{summary['status'].upper()} RUN {summary['run_id'].upper()}"), tab
