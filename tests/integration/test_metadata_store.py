@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from mlops.config import Settings
 from mlops.io.metadata import IN_CHUNK, Base, MetadataError, MetadataStore
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PreprocessRecord, QuarantineReason
+from tests.integration.test_metadata_results import HEAD
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def test_migrate_again_changes_nothing_and_keeps_data(metadata_store):
 
     metadata_store.migrate()
 
-    assert metadata_store.schema_revision() == "0004"
+    assert metadata_store.schema_revision() == HEAD
     assert metadata_store.get_document(sha(1))["source_key"] == "landing/loan-1.pdf"
 
 
