@@ -344,7 +344,7 @@ def drift(run_id: str | None, baseline_runs: int | None, as_json: bool) -> None:
     from mlops.config import get_settings
     from mlops.io.metadata import MetadataStore
     from mlops.io.objects import open_object_store
-    from mlops.monitoring.drift import drift_for_run
+    from mlops.monitoring.drift import drift_for_run, publish_drift
 
     settings = get_settings()
     metadata = MetadataStore.from_settings(settings)
@@ -361,8 +361,7 @@ def drift(run_id: str | None, baseline_runs: int | None, as_json: bool) -> None:
               "records them")  # fmt: skip
     report = drift_for_run(metadata, run_id, settings.monitoring, baseline_runs)
     store = open_object_store(settings)
-    key = f"{settings.prefixes.reports}/{run_id}/drift.json"
-    store.put_bytes(key, report.to_json().encode(), content_type="application/json")
+    key = publish_drift(store, settings.prefixes.reports, report)
     click.echo(report.headline())
     if as_json:
         click.echo(report.to_json())

@@ -34,7 +34,7 @@ from mlops.config import Settings, get_settings
 from mlops.io.metadata import ExtractionResult, FindingRow, MetadataStore
 from mlops.io.objects import ObjectStore, open_object_store
 from mlops.models import RunOutcome
-from mlops.monitoring.drift import DRIFT, drift_for_run
+from mlops.monitoring.drift import DRIFT, drift_for_run, publish_drift
 
 OK = "OK"
 ALERT = "ALERT"
@@ -71,6 +71,7 @@ def latest_drift(metadata: MetadataStore, settings: Settings) -> dict[str, Any]:
         return {"run_id": None, "verdict": None, "headline": "no completed run has field statistics yet",
                 "drifted_fields": []}  # fmt: skip
     report = drift_for_run(metadata, candidates[-1], settings.monitoring)
+    publish_drift(open_object_store(settings), settings.prefixes.reports, report)  # the dashboard charts it
     return {"run_id": report.run_id, "verdict": report.verdict, "headline": report.headline(),
             "drifted_fields": [check.field for check in report.worst_per_field()]}  # fmt: skip
 

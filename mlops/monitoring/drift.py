@@ -37,6 +37,7 @@ from mlops.monitoring.statistics import QUANTILE_PROBABILITIES
 if TYPE_CHECKING:
     from mlops.config import MonitoringSettings
     from mlops.io.metadata import MetadataStore
+    from mlops.io.objects import ObjectStore
 
 DRIFT = "DRIFT"
 NO_DRIFT = "NO DRIFT"
@@ -327,3 +328,10 @@ def _confidence(name: str, row: Mapping[str, Any], history: list[Mapping[str, An
     return [DriftCheck(name, "confidence_drop", drop, settings.min_confidence_drop,
                        drop >= settings.min_confidence_drop and p_value < settings.p_value, p_value,
                        f"mean confidence {pooled:.2f} -> {mean:.2f}")]  # fmt: skip
+
+
+def publish_drift(store: ObjectStore, reports_prefix: str, report: DriftReport) -> str:
+    """Write the report to ``<reports>/<run_id>/drift.json``; returns its key."""
+    key = f"{reports_prefix}/{report.run_id}/drift.json"
+    store.put_bytes(key, report.to_json().encode(), content_type="application/json")
+    return key

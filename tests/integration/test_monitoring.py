@@ -111,5 +111,7 @@ def test_a_drifted_run_with_many_findings_alerts_drift_and_anomaly_rate(cli_stor
     assert lines[0].endswith("48% of the newest run's documents have findings, 4% on average over the 5 runs "
                              "before (alert above a rise of 15%)")  # fmt: skip
     assert report["drift"]["drifted_fields"] == ["principal"]
+    written = json.loads((tmp_path / "data" / "reports" / "shifted" / "drift.json").read_text())  # for the dashboard
+    assert written["verdict"] == "DRIFT" and written["run_id"] == "shifted"
     assert report["anomaly_trend"]["slope_per_run"] > 0
     assert sorted(json.loads(post.body)["rule"] for post in webhook.posts) == ["anomaly_rate", "drift"]
