@@ -3,7 +3,8 @@
 # service starts only after this exits 0 (depends_on: service_completed_successfully), so the
 # stack refuses to start while a secret is empty or a known default.
 #   1. python -m mlops.preflight: secrets (exit 3 with one line per problem and the fix)
-#   2. the log folder is writable by this uid (AIRFLOW_UID, apache/airflow #17320)
+#   2. the log folder (and logs/openlineage, the default lineage file's) is writable by this uid
+#      (AIRFLOW_UID, apache/airflow #17320)
 #   3. airflow db migrate: Airflow's metadata DB (database airflow), FAB tables included
 #   4. the admin user from _AIRFLOW_WWW_USER_* (kept if it exists: change it in the UI or with
 #      `airflow users reset-password`)
@@ -16,7 +17,7 @@ echo "airflow-init: checking secrets"
 python -m mlops.preflight
 
 logs="${AIRFLOW_HOME:-/opt/airflow}/logs"
-if ! mkdir -p "$logs" || ! touch "$logs/.write-test" 2>/dev/null; then
+if ! mkdir -p "$logs" "$logs/openlineage" || ! touch "$logs/.write-test" 2>/dev/null; then
   echo "airflow-init: $logs is not writable by uid $(id -u). Fix: set AIRFLOW_UID in .env to the" \
        "owner of the folder (\`id -u\` for a bind-mounted ./logs) and run \`docker compose up\` again." >&2
   exit 3

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from mlops.config import ENV_PREFIX, PrefixSettings, Settings, get_settings, project_dir, yaml_files
 from mlops.errors import ConfigError, LeaseLost, RunSuperseded, describe
+from mlops.lineage import report_to_airflow as report_lineage
 from mlops.run_summary import fails_run, verdict_line
 from mlops.stages import StageContext, normalise_run_id, open_context, run_stage
 
@@ -61,11 +62,13 @@ def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> d
     params = context.get("params") or {}
     logical_date = context.get("logical_date") or context["dag_run"].run_after
     with config_errors_fail_at_once(), runs_that_cannot_go_on_fail_at_once():
+        settings = task_settings(params)
+        report_lineage(stage, settings, context["run_id"])
         summary = run_stage(
             stage,
             context["run_id"],
             batch=batch,
-            settings=task_settings(params),
+            settings=settings,
             reprocess=bool(params.get("reprocess", False)),
             max_documents=params.get("max_documents") or None,
             as_of=logical_date.date(),

@@ -4,7 +4,9 @@ documents of layouts the trained extractor never saw, which its quality gate mus
 
 The Airflow run's state tells the truth: a FAILED verdict fails the run after its report is
 written, a WARNING skips the quality_gate task, a configuration error fails at once (no retry)
-and still publishes the failed run's report, and a bad trigger-form value never starts a run."""
+and still publishes the failed run's report, and a bad trigger-form value never starts a run.
+With an OpenLineage file transport, each task's events name the datasets it read and wrote after
+the object-store keys; without one (every other run) the provider stays off."""
 
 import json
 import os
@@ -107,7 +109,13 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
     expected_quarantine = {name: label["expected_quarantine_reason"] for name, label in corpus.labels.items()
                            if label["expected_quarantine_reason"]}
 
-    first = dags_test(settings, state=None)  # the sample corpus's verdict follows the extractor's quality
+    events_file = settings.data_dir.parent / "openlineage" / "events.jsonl"
+    events_file.parent.mkdir(parents=True, exist_ok=True)
+    lineage_env = {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events_file),
+                                                                   "append": True}),
+                   "AIRFLOW__OPENLINEAGE__NAMESPACE": "loan-mlops-test"}  # fmt: skip
+    # the sample corpus's verdict follows the extractor's quality
+    first = dags_test(settings, state=None, env=lineage_env)
 
     assert_run_state_tells_the_verdict(first)
     documents = first["documents"]
@@ -132,8 +140,9 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
     assert len(metadata.extractions(first["run_id"])) == documents["accepted"]
     anomalous = {label["sha256"] for label in corpus.labels.values() if label["anomalies"]}
     assert anomalous <= {finding["sha256"] for finding in metadata.findings(first["run_id"])}
+    assert_lineage_of_the_run(events_file, settings, first["run_id"])
 
-    second = dags_test(settings, conf={"reprocess": False})
+    second = dags_test(settings, conf={"reprocess": False})  # no OpenLineage transport: provider off
     assert second["run_id"] != first["run_id"]
     assert second["status"] == "success"  # nothing new is no verdict to fail on
     assert second["status_reasons"] == [f"no new documents: all {len(corpus.labels)} were processed by earlier runs"]
@@ -147,6 +156,64 @@ def test_dag_processes_the_corpus_then_skips_it(airflow_db, corpus, backend_sett
         check_report_in_a_browser(reports / first["run_id"] / "report.html", first, anomalous_files)
         for visit in browser.visit(reports / second["run_id"] / "report.html"):
             assert f"No new documents: all {len(corpus.labels)} were processed by earlier runs." in visit.body_text
+
+
+def assert_lineage_of_the_run(events_file: Path, settings, run_id: str) -> None:
+    """The OpenLineage events of one DAG run (file transport): a START and a COMPLETE for each task,
+    and each stage's datasets named after the object-store keys the run wrote."""
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    by_task: dict[str, Counter] = {}
+    datasets: dict[str, tuple[set, set]] = {}
+    tables: set[tuple[str, str]] = set()  # what store_results wrote outside the object store
+    for event in events:
+        assert event["job"]["namespace"] == "loan-mlops-test", event["job"]
+        task = event["job"]["name"].removeprefix(f"{DAG_ID}.")
+        if task == DAG_ID:
+            continue
+        by_task.setdefault(task, Counter())[event["eventType"]] += 1
+        if event["eventType"] == "COMPLETE":
+            inputs, outputs = datasets.setdefault(task, (set(), set()))
+            inputs.update(dataset_key(settings, d) for d in event["inputs"])
+            outputs.update(dataset_key(settings, d) for d in event["outputs"])
+            if task == "store_results":
+                tables |= {(d["namespace"], d["name"]) for d in event["outputs"] if dataset_key(settings, d) is None}
+    batches = by_task["extract_data"]["START"]
+    assert batches >= 2, by_task  # mapped: one START and COMPLETE per batch
+    for task in STAGE_NAMES:
+        assert by_task[task]["START"] == by_task[task]["COMPLETE"] == (batches if task == "extract_data" else 1), by_task
+    assert by_task[GATE]["START"] == 1 and sum(by_task[GATE].values()) == 2, by_task
+
+    prefixes, run, reports = settings.prefixes, f"{settings.prefixes.runs}/{run_id}", settings.prefixes.reports
+    # each task its own datasets (None: a metadata table), not those of the tasks before it
+    assert datasets["extract_data"] == ({prefixes.raw, f"{run}/preprocess_documents/documents.parquet"},
+                                        {f"{run}/extract_data", None})  # fmt: skip
+    assert prefixes.landing in datasets["acquire_documents"][0] and prefixes.raw in datasets["acquire_documents"][1]
+    assert datasets["generate_reports"][1] == {f"{reports}/{run_id}/report.html", f"{reports}/{run_id}/run_summary.json",
+                                               f"{reports}/latest/report.html", f"{reports}/latest/run_summary.json", None}  # fmt: skip
+    if settings.metadata_url.startswith("sqlite"):
+        assert tables == {("file", Path(settings.metadata_url.removeprefix("sqlite:///")).resolve().as_posix())}
+    else:  # postgres://host:port, <database>.<schema>.<table>: no credentials
+        assert any(namespace.startswith("postgres://") and name.endswith(".extractions") for namespace, name in tables)
+        assert not any("@" in namespace for namespace, _ in tables), tables
+    # every object a stage says it wrote is there: a key, or a prefix with objects under it (never
+    # list the whole local root: hashing the open SQLite file drops this process's locks on it)
+    store = open_object_store(settings)
+    for task in STAGE_NAMES:
+        for key in datasets[task][1] - {None, f"{run}/detect_anomalies/isolation_forest.joblib"}:  # needs history
+            assert store.exists(key) or next(iter(store.list(key)), None), (task, key)
+    assert store.exists(f"{run}/extract_data/part-0000.parquet")
+
+
+def dataset_key(settings, dataset: dict) -> str | None:
+    """The object-store key an OpenLineage dataset names; None for a metadata-database table."""
+    namespace, name = dataset["namespace"], dataset["name"]
+    if namespace == f"s3://{settings.object_store.bucket}":
+        return name
+    root = settings.local_root.resolve().as_posix()
+    sqlite_file = Path(settings.metadata_url.removeprefix("sqlite:///")).resolve().as_posix()
+    if namespace == "file" and name.startswith(f"{root}/") and name != sqlite_file:
+        return name.removeprefix(f"{root}/")
+    return None
 
 
 def check_report_in_a_browser(report: Path, summary: dict, anomalous_files: set[str]) -> None:
