@@ -158,6 +158,18 @@ class QualityResult(BaseModel):
         return data
 
 
+def read_suite_file(path: Path) -> dict[str, Any]:
+    """The suite file's JSON, checked for a name and an expectations list (no GX import)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read expectation suite {path}: {exc}") from exc
+    if not isinstance(data, dict) or not data.get("name") or not isinstance(data.get("expectations"), list):
+        raise ConfigError(f"{path} is not a GX suite: it needs a 'name' and an 'expectations' list")
+    return data
+
+
 def load_suite(path: Path) -> ExpectationSuite:
     """Load a GX suite JSON file.
 
@@ -168,13 +180,7 @@ def load_suite(path: Path) -> ExpectationSuite:
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read expectation suite {path}: {exc}") from exc
-    if not isinstance(data, dict) or not data.get("name") or not isinstance(data.get("expectations"), list):
-        raise ConfigError(f"{path} is not a GX suite: it needs a 'name' and an 'expectations' list")
+    data = read_suite_file(path)
     for position, raw in enumerate(data["expectations"]):
         kind = raw.get("type") if isinstance(raw, dict) else None
         try:
@@ -272,10 +278,9 @@ def validate_extractions(
     An empty frame is "nothing to validate": PASSED, score 1.0, rows=0, GX not run.
     """
     thresholds = thresholds or GateThresholds()
-    suite = load_suite(suite_path)
-    if len(frame) == 0:
+    if len(frame) == 0:  # a run with nothing new: no GX import (seconds) for nothing
         return QualityResult(
-            suite_name=suite.name,
+            suite_name=read_suite_file(suite_path)["name"],
             status=QualityStatus.PASSED,
             score=1.0,
             rows=0,
@@ -284,6 +289,7 @@ def validate_extractions(
             thresholds=thresholds,
         )
 
+    suite = load_suite(suite_path)
     prepared = prepare_frame(frame)
     suites = [suite, critical_suite(thresholds, name=f"{suite.name}_critical")]
     parameters = {"as_of_year": as_of.year if as_of else None}
