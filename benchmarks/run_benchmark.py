@@ -1,55 +1,68 @@
-"""End-to-end benchmark: synthetic corpus -> all nine stages, in-process, in a fresh data directory.
+"""End-to-end benchmark: what a user waits for, per document kind, with plain Tesseract beside it.
 
-    .venv/bin/python benchmarks/run_benchmark.py --count 200 --seed 7 --workers 2
+    .venv/bin/python benchmarks/run_benchmark.py                 # a few minutes on 2 cores
+    .venv/bin/python benchmarks/run_benchmark.py --rss-sizes 1000,10000 --lookup-hashes 1000000
 
-Measures corpus generation time, seconds per stage, extraction throughput (documents and pages
-per minute, text-layer PDFs and scans separately), peak memory of the process tree, field
-accuracy text layer vs OCR, and the machine it ran on; writes one JSON file and prints a table.
-It is a measurement, not a test: it never fails on a slow number. See benchmarks/README.md.
+Each scenario is the whole ``python -m mlops run`` in a subprocess, as a user runs it, on a fresh
+data directory (local object store + SQLite, the repository's config files, never its .env):
+N one-page text PDFs (documents/s), then scanned documents (image PDFs, PNG, JPEG, TIFF) beside
+the very same page images through the plain Tesseract CLI in the same sitting (the ratio is the
+figure), a rerun with nothing new, peak RSS of the run's process tree at several sizes, and the
+optional no-op and near-duplicate lookup benchmarks of benchmarks/noop_rerun.py and
+benchmarks/near_duplicates.py. Writes one JSON file, prints a table whose first lines are the
+issue's targets. A measurement, never a test: it does not fail on a slow number. See README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import logging
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH_DIR = Path(__file__).resolve().parent
 MiB = 1024 * 1024
-# text_source values of an extraction, and how the report names them.
-SOURCE_LABELS = {"text_layer": "text PDFs", "ocr": "scans (OCR)", "mixed": "mixed", "external": "external"}
+SCAN_KINDS = ("image_pdf", "png", "jpeg", "tiff")
+VERDICT_EXIT = 5  # the CLI's exit code for a run that completed with a failing verdict
+TARGETS = {
+    "scan_ratio": 0.9,  # tesseract seconds / run seconds, at least
+    "text_docs_per_s": 30.0,  # at least
+    "noop_seconds": 5.0,  # below, over 10,000 known documents
+    "rss_mb": 1536,  # below, and flat within 20% from 1,000 to 10,000 documents
+    "rss_growth": 1.2,
+    "lookup_ms": 5.0,  # below, per document at 1,000,000 stored hashes
+}
 
 
 # ---------------------------------------------------------------- memory sampling
 
 
 class TreeSampler(threading.Thread):
-    """Samples the RSS of this process plus all its descendants (forkserver, pool workers,
-    tesseract) every ``interval`` seconds; keeps the peak overall and per stage label."""
+    """Samples the summed RSS of process ``pid`` and all its descendants (pool workers,
+    forkserver, tesseract) every ``interval`` seconds; keeps the peak and the highest load."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
         super().__init__(name="rss-sampler", daemon=True)
         import psutil
 
         self._psutil = psutil
         self.interval = interval
-        self.root = psutil.Process()
-        self.stage = "startup"
+        self.root = psutil.Process(pid)
         self.peak_total = 0
-        self.peak_main = 0
         self.peak_processes = 0
-        self.peak_by_stage: dict[str, int] = {}
         self.max_load1 = 0.0
         self.samples = 0
         self._halt = threading.Event()
@@ -57,11 +70,10 @@ class TreeSampler(threading.Thread):
     def sample(self) -> None:
         psutil = self._psutil
         try:
-            main = self.root.memory_info().rss
+            total = self.root.memory_info().rss
             children = self.root.children(recursive=True)
-        except psutil.Error:
+        except psutil.Error:  # the run has exited
             return
-        total = main
         for child in children:
             try:
                 total += child.memory_info().rss
@@ -69,9 +81,7 @@ class TreeSampler(threading.Thread):
                 continue
         self.samples += 1
         self.peak_total = max(self.peak_total, total)
-        self.peak_main = max(self.peak_main, main)
         self.peak_processes = max(self.peak_processes, 1 + len(children))
-        self.peak_by_stage[self.stage] = max(self.peak_by_stage.get(self.stage, 0), total)
         self.max_load1 = max(self.max_load1, os.getloadavg()[0])
 
     def run(self) -> None:
@@ -82,7 +92,6 @@ class TreeSampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join()
-        self.sample()
 
 
 # ---------------------------------------------------------------- machine facts
@@ -97,7 +106,7 @@ def _first_line(command: list[str]) -> str | None:
     return text.splitlines()[0].strip() if text else None
 
 
-def machine_info(tesseract_cmd: str | None) -> dict[str, Any]:
+def machine_info(tesseract_cmd: str) -> dict[str, Any]:
     import psutil
 
     cpu_model = None
@@ -108,7 +117,6 @@ def machine_info(tesseract_cmd: str | None) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    commit = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     dirty = _first_line(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
     return {
         "hostname": platform.node(),
@@ -118,359 +126,439 @@ def machine_info(tesseract_cmd: str | None) -> dict[str, Any]:
         "physical_cores": psutil.cpu_count(logical=False),
         "memory_total_mb": round(psutil.virtual_memory().total / MiB),
         "python": platform.python_version(),
-        "tesseract": _first_line([tesseract_cmd or "tesseract", "--version"]),
-        "git_commit": commit,
+        "tesseract": _first_line([tesseract_cmd, "--version"]),
+        "git_commit": _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
         "git_dirty": bool(dirty),
     }
 
 
-# ---------------------------------------------------------------- throughput
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
-def _label_kinds(labels: list[dict]) -> dict[str, str]:
-    """sha256 -> render kind (text_pdf, image_pdf, png, jpeg, tiff) from labels.jsonl."""
-    kinds: dict[str, str] = {}
-    for row in labels:
-        if row.get("expected_quarantine_reason") or not row.get("format"):
-            continue
-        if row["format"] == "pdf":
-            kinds[row["sha256"]] = "text_pdf" if row.get("has_text_layer") else "image_pdf"
-        else:
-            kinds[row["sha256"]] = row["format"]
-    return kinds
+# ---------------------------------------------------------------- corpora
 
 
-def _rates(docs: int, pages: int, seconds: float) -> dict[str, float | None]:
-    if seconds <= 0:
-        return {"docs_per_min": None, "pages_per_min": None}
-    return {"docs_per_min": round(docs * 60 / seconds, 1), "pages_per_min": round(pages * 60 / seconds, 1)}
+def write_corpus(landing: Path, kind: str, count: int, seed: int) -> list[dict]:
+    """``count`` distinct documents into ``landing`` plus labels.jsonl, as mlops.sample_data
+    draws them (families, document types and scan kinds balanced), without duplicates, bad input
+    or anomalies: ``kind`` "text" gives one-page text PDFs, "scans" image PDFs, PNG, JPEG and
+    TIFF scans of the generator's page counts, resolutions and qualities. The first documents of
+    a larger corpus are those of a smaller one with the same seed."""
+    import hashlib
+
+    from mlops.document_families import FAMILIES, MIN_PAGES, make_document, page_count, render
+    from mlops.models import DOCUMENT_TYPES
+    from mlops.sample_rendering import KIND_EXTENSIONS
+
+    families = [f for f in FAMILIES if f not in MIN_PAGES] if kind == "text" else list(FAMILIES)
+    landing.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(count):
+        rng = random.Random(f"{seed}:{kind}:{i}")
+        render_kind = "text_pdf" if kind == "text" else SCAN_KINDS[i % len(SCAN_KINDS)]
+        pages = 1 if kind == "text" else page_count(render_kind, rng)
+        family, doc_type = families[i % len(families)], DOCUMENT_TYPES[i % len(DOCUMENT_TYPES)]
+        document = make_document(family, doc_type, f"{seed}:{kind}:content:{i}", pages)
+        data, row = render(document, render_kind, rng)
+        filename = f"{kind}-{i + 1:05d}{KIND_EXTENSIONS[render_kind]}"
+        (landing / filename).write_bytes(data)
+        rows.append({**row, "filename": filename, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)})
+    (landing / "labels.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    return rows
 
 
-def throughput(extractions: Any, extract_wall: float, workers: int, kinds: dict[str, str]) -> dict[str, Any]:
-    """Per text source: single-worker rates from the per-document seconds measured inside the
-    workers, and W-worker rates from the extract stage's wall clock, apportioned to each source
-    by its share of the per-document seconds."""
-    total_cpu = float(extractions["seconds"].sum())
-    by_source: dict[str, Any] = {}
-    for source, group in extractions.groupby("text_source"):
-        docs, pages, cpu = len(group), int(group["pages"].sum()), float(group["seconds"].sum())
-        wall_share = extract_wall * cpu / total_cpu if total_cpu else 0.0
-        by_source[str(source)] = {
-            "label": SOURCE_LABELS.get(str(source), str(source)),
-            "documents": docs,
-            "pages": pages,
-            "text_layer_pages": int(group["text_layer_pages"].sum()),
-            "ocr_pages": int(group["ocr_pages"].sum()),
-            "worker_seconds": round(cpu, 2),
-            "seconds_per_document": round(cpu / docs, 3) if docs else None,
-            "seconds_per_page": round(cpu / pages, 3) if pages else None,
-            "p95_seconds_per_document": round(float(group["seconds"].quantile(0.95)), 3),
-            "max_seconds_per_document": round(float(group["seconds"].max()), 3),
-            "single_worker": _rates(docs, pages, cpu),
-            "apportioned_wall_seconds": round(wall_share, 2),
-            f"with_{workers}_workers": _rates(docs, pages, wall_share),
-        }
-    by_kind: dict[str, Any] = {}
-    if kinds:
-        frame = extractions.assign(kind=extractions["sha256"].map(kinds).fillna("unknown"))
-        for kind, group in frame.groupby("kind"):
-            docs, pages, cpu = len(group), int(group["pages"].sum()), float(group["seconds"].sum())
-            by_kind[str(kind)] = {
-                "documents": docs,
-                "pages": pages,
-                "worker_seconds": round(cpu, 2),
-                "seconds_per_page": round(cpu / pages, 3) if pages else None,
-                "single_worker": _rates(docs, pages, cpu),
-            }
-    docs, pages = len(extractions), int(extractions["pages"].sum())
+# ---------------------------------------------------------------- the CLI run
+
+
+def base_env(project_dir: Path, workers: int, model_dir: Path) -> dict[str, str]:
+    """The environment of every run: no MLOPS_* variable from the caller, and a project directory
+    whose config/ is the repository's but which has no .env (so the repo's .env is never read)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
+    project_dir.mkdir(parents=True, exist_ok=True)
+    if not (project_dir / "config").exists():
+        (project_dir / "config").symlink_to(REPO / "config")
+    return env | {
+        "MLOPS_PROJECT_DIR": str(project_dir),
+        "MLOPS_WORKERS": str(workers),
+        "MLOPS_OBJECT_STORE__BACKEND": "local",
+        "MLOPS_EXTRACT__MODEL_DIR": str(model_dir),
+        "MLOPS_GATE__FAIL_RUN_ON": "never",  # a FAILED verdict is a result here, not an error
+        "TQDM_DISABLE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def data_env(env: dict[str, str], data_dir: Path) -> dict[str, str]:
+    return env | {
+        "MLOPS_DATA_DIR": str(data_dir),
+        "MLOPS_OBJECT_STORE__LOCAL_ROOT": str(data_dir),
+        "MLOPS_METADATA__URL": f"sqlite:///{data_dir / 'metadata.db'}",
+    }
+
+
+def run_cli(env: dict[str, str], data_dir: Path, run_id: str, interval: float) -> dict[str, Any]:
+    """``python -m mlops run`` timed from launch to exit, with its process tree's peak RSS and
+    its run_summary.json; its output goes to <data_dir>/<run_id>.log."""
+    log_path = data_dir / f"{run_id}.log"
+    load_before = _load()
+    with log_path.open("wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "mlops", "run", "--run-id", run_id],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        sampler = TreeSampler(process.pid, interval)
+        sampler.start()
+        code = process.wait()
+        seconds = time.perf_counter() - started
+        sampler.stop()
+    summary_file = data_dir / "reports" / run_id / "run_summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    extraction = summary.get("extraction") or {}
+    ok = code in (0, VERDICT_EXIT) and bool(summary)
     return {
-        "extract_wall_seconds": round(extract_wall, 2),
-        "worker_seconds_total": round(total_cpu, 2),
-        "parallel_efficiency": round(total_cpu / (extract_wall * workers), 3) if extract_wall else None,
-        "all": {"documents": docs, "pages": pages, f"with_{workers}_workers": _rates(docs, pages, extract_wall),
-                "single_worker": _rates(docs, pages, total_cpu)},
-        "by_text_source": by_source,
-        "by_kind": by_kind,
+        "run_id": run_id,
+        "exit_code": code,
+        "ok": ok,
+        "seconds": round(seconds, 2),
+        "peak_tree_rss_mb": round(sampler.peak_total / MiB),
+        "peak_processes": sampler.peak_processes,
+        "rss_samples": sampler.samples,
+        "load_before": load_before,
+        "max_load_during": round(sampler.max_load1, 2),
+        "status": summary.get("status"),
+        "documents": summary.get("documents"),
+        "extraction": {k: extraction.get(k) for k in ("documents", "text_layer_pages", "ocr_pages")},
+        "stage_seconds": summary.get("stage_seconds"),
+        "accuracy": accuracy(summary),
+        "log": None if ok else str(log_path),
+        "log_tail": None if ok else log_path.read_text(errors="replace")[-2000:],
     }
 
 
 def accuracy(summary: dict[str, Any]) -> dict[str, Any]:
     extraction = summary.get("extraction") or {}
     table = extraction.get("accuracy") or {}
-    sources = sorted({source for by_source in table.values() for source in by_source})
-    means = {}
-    for source in sources:
-        values = [by_source[source] for by_source in table.values() if by_source.get(source) is not None]
-        means[source] = round(sum(values) / len(values), 4) if values else None
     return {
         "field_accuracy": extraction.get("field_accuracy"),
         "doc_type_accuracy": extraction.get("doc_type_accuracy"),
-        "mean_field_accuracy_by_source": means,
-        "by_field": table,
+        "by_field": {field: by_source.get("all") for field, by_source in table.items()},
     }
 
 
-# ---------------------------------------------------------------- the run
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    import psutil
-
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if any(data_dir.iterdir()):
-        raise SystemExit(f"--data-dir {data_dir} is not empty: the benchmark needs a fresh data directory")
-    # Everything in the fresh directory, whatever .env or the environment says; config from the repo.
-    os.environ.update({
-        "MLOPS_DATA_DIR": str(data_dir),
-        "MLOPS_WORKERS": str(args.workers),
-        "MLOPS_OBJECT_STORE__BACKEND": "local",
-        "MLOPS_OBJECT_STORE__LOCAL_ROOT": str(data_dir),
-        "MLOPS_METADATA__URL": f"sqlite:///{data_dir / 'metadata.db'}",
-        "MLOPS_CONFIG_FILE": str(REPO / "config/pipeline_config.yaml"),
-        "MLOPS_QUALITY__SUITE_FILE": str(REPO / "config/expectations/extractions.json"),
-        "MLOPS_ANOMALIES__RULES_FILE": str(REPO / "config/anomaly_rules.yaml"),
-        "MLOPS_EXTRACT__MODEL_DIR": os.environ.get("MLOPS_EXTRACT__MODEL_DIR", str(REPO / "data/models")),  # make models
-    })
-    os.environ.pop("MLOPS_PARAMS_FILE", None)
-
-    import mlops.pipeline
-    from mlops.config import load_settings
-    from mlops.io.objects import open_target
-    from mlops.sample_data import generate_corpus
-
-    settings = load_settings()
-    started_at = datetime.now(UTC)
-    run_id = args.run_id or started_at.strftime("bench__%Y%m%dT%H%M%SZ")
-    result: dict[str, Any] = {
-        "benchmark": {
-            "count": args.count, "seed": args.seed, "workers": args.workers, "run_id": run_id,
-            "started_at": started_at.isoformat(), "data_dir": str(data_dir),
-            "batch_size": settings.batch_size, "ocr_dpi": settings.extract.ocr_dpi,
-            "timeout_seconds": settings.limits.timeout_seconds,
-        },
-        "machine": machine_info(settings.extract.tesseract_cmd),
-        "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
+def text_scenario(env: dict, scratch: Path, count: int, args: argparse.Namespace) -> dict[str, Any]:
+    """N one-page text PDFs: the run, then a rerun with nothing new on the same data directory."""
+    data_dir = scratch / f"text-{count}"
+    t0 = time.perf_counter()
+    write_corpus(data_dir / "landing", "text", count, args.seed)
+    corpus_seconds = time.perf_counter() - t0
+    env = data_env(env, data_dir)
+    result = run_cli(env, data_dir, f"bench-text-{count}", args.sample_interval)
+    extracted = result["extraction"]["documents"] or 0
+    result |= {
+        "corpus_documents": count,
+        "corpus_seconds": round(corpus_seconds, 2),
+        "documents_per_second": round(extracted / result["seconds"], 2) if result["ok"] else None,
+        "noop_rerun": run_cli(env, data_dir, f"bench-noop-{count}", args.sample_interval) if result["ok"] else None,
     }
-    psutil.cpu_percent(interval=None)  # start the system-wide CPU counter
-    sampler = TreeSampler(args.sample_interval)
-    sampler.start()
-    try:
-        # 1. corpus, timed on its own
-        sampler.stage = "generate_corpus"
-        store, prefix = open_target(None, settings)
-        written = {"files": 0, "bytes": 0}
-
-        def write(name: str, data: bytes) -> None:
-            store.put_bytes(f"{prefix}/{name}", data)
-            written["files"] += 1
-            written["bytes"] += len(data)
-
-        t0 = time.perf_counter()
-        labels = generate_corpus(args.count, args.seed, write, max_file_bytes=settings.limits.max_file_bytes)
-        corpus_seconds = time.perf_counter() - t0
-        result["corpus"] = {
-            "seconds": round(corpus_seconds, 2),
-            "files": written["files"] - 1,  # minus labels.jsonl
-            "megabytes": round(written["bytes"] / MiB, 1),
-            "good_documents": args.count,
-            "bad_inputs": sum(1 for row in labels if row.get("expected_quarantine_reason")),
-        }
-        logging.getLogger("bench").info("corpus: %d files in %.1f s", written["files"], corpus_seconds)
-
-        # 2. the pipeline, through run_all; stage boundaries only relabel the memory sampler
-        stage_wall: dict[str, float] = {}
-        real_run_stage = mlops.pipeline.run_stage
-
-        def timed_run_stage(name: str, *a: Any, **kw: Any) -> Any:
-            sampler.stage = name
-            t = time.perf_counter()
-            try:
-                return real_run_stage(name, *a, **kw)
-            finally:
-                stage_wall[name] = round(time.perf_counter() - t, 3)
-                sampler.stage = "between stages"
-
-        mlops.pipeline.run_stage = timed_run_stage
-        t0 = time.perf_counter()
-        error = None
-        try:
-            summary = mlops.pipeline.run_all(run_id, settings)
-        except Exception as exc:  # a stage failed: report it, and measure what did run
-            failed_stage = list(stage_wall)[-1] if stage_wall else None
-            error = {"stage": failed_stage, "type": type(exc).__name__, "message": str(exc)[:2000]}
-            logging.getLogger("bench").exception("the pipeline failed in %s; reporting the stages that ran", failed_stage)
-            summary = None
-        finally:
-            mlops.pipeline.run_stage = real_run_stage
-        pipeline_seconds = time.perf_counter() - t0
-    finally:
-        sampler.stop()
-    result["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
-    result["load_average"]["max_1min_during_run"] = round(sampler.max_load1, 2)
-    result["load_average"]["system_cpu_percent_during_run"] = psutil.cpu_percent(interval=None)
-
-    import pandas as pd
-
-    if summary is not None:
-        run_id = summary["run_id"]
-        extractions_path = data_dir / settings.prefixes.runs / run_id / "store_results" / "extractions.parquet"
-        extractions = pd.read_parquet(extractions_path)
-    else:
-        # No run_summary.json: rebuild the summary from the datasets the finished stages wrote.
-        from mlops.run_summary import build_summary
-        from mlops.stages import open_context
-
-        ctx = open_context(run_id, settings)
-        summary = build_summary(ctx) | {"status": "failed"}
-        extractions = ctx.catalog.load_parts("extract_data")
-    stage_seconds = summary.get("stage_seconds") or {}
-    extract_wall = float(stage_seconds.get("extract_data") or stage_wall.get("extract_data") or 0.0)
-
-    result["pipeline"] = {
-        "status": summary.get("status"),
-        "error": error,
-        "wall_seconds": round(pipeline_seconds, 2),
-        "documents_per_minute_end_to_end": round(len(extractions) * 60 / pipeline_seconds, 1),
-        "stage_seconds": stage_seconds,
-        "stage_wall_seconds": stage_wall,
-    }
-    result["documents"] = summary.get("documents")
-    result["quarantine_reasons"] = summary.get("quarantine_reasons")
-    result["extraction"] = {k: (summary.get("extraction") or {}).get(k)
-                            for k in ("documents", "text_layer_pages", "ocr_pages")}
-    result["throughput"] = throughput(extractions, extract_wall, args.workers, _label_kinds(labels))
-    result["memory"] = {
-        "peak_tree_rss_mb": round(sampler.peak_total / MiB),
-        "peak_main_rss_mb": round(sampler.peak_main / MiB),
-        "peak_processes": sampler.peak_processes,
-        "peak_tree_rss_mb_by_stage": {stage: round(rss / MiB) for stage, rss in sampler.peak_by_stage.items()},
-        "sample_interval_seconds": args.sample_interval,
-        "samples": sampler.samples,
-        "note": "sum of RSS over the process tree: pages shared between forked processes count once per process",
-    }
-    result["accuracy"] = accuracy(summary)
-    result["validation"] = summary.get("validation") and {
-        k: summary["validation"][k] for k in ("score", "status")
-    }
-    result["benchmark"]["finished_at"] = datetime.now(UTC).isoformat()
     return result
 
 
-# ---------------------------------------------------------------- the table
+# ---------------------------------------------------------------- scans and the Tesseract reference
 
 
-def _fmt(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    return format(value, spec) if spec else str(value)
+def reference_pages(landing: Path, rows: list[dict], ocr_dpi: int, out: Path) -> list[tuple[Path, int]]:
+    """Every scanned page as the platform OCRs it (grayscale, upright, PDF pages rendered and
+    image pages downscaled to at most ``ocr_dpi``, never upsampled), written as PNG, with the DPI
+    the platform tells Tesseract: min(ocr_dpi, the scan's own resolution)."""
+    import io
+
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageOps
+
+    out.mkdir(parents=True, exist_ok=True)
+    pages: list[tuple[Path, int]] = []
+    for row in rows:
+        data = (landing / row["filename"]).read_bytes()
+        images: list[tuple[Image.Image, float | None]] = []
+        if row["format"] == "pdf":
+            pdf = pdfium.PdfDocument(data)
+            for page in pdf:
+                width_pt = page.get_width()
+                sizes = [obj.get_px_size() for obj in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_IMAGE,))]
+                source = max(w for w, _ in sizes) * 72 / width_pt if sizes else None
+                scale = min(ocr_dpi, source or ocr_dpi) / 72
+                images.append((page.render(scale=scale, grayscale=True).to_pil().convert("L"), source))
+            pdf.close()
+        else:
+            with Image.open(io.BytesIO(data)) as image:
+                for index in range(getattr(image, "n_frames", 1)):
+                    image.seek(index)
+                    source = float(image.info["dpi"][0]) if image.info.get("dpi") else None
+                    page = ImageOps.exif_transpose(image).convert("L")
+                    if source and source > ocr_dpi:
+                        ratio = ocr_dpi / source
+                        page = page.resize((round(page.width * ratio), round(page.height * ratio)), Image.LANCZOS)
+                    images.append((page, source))
+        for index, (image, source) in enumerate(images):
+            dpi = round(min(ocr_dpi, source)) if source else ocr_dpi
+            path = out / f"{Path(row['filename']).stem}-p{index + 1}.png"
+            image.save(path, dpi=(dpi, dpi), compress_level=1)
+            pages.append((path, dpi))
+    return pages
+
+
+def tesseract_command(cmd: str, image: Path, psm: int, dpi: int) -> list[str]:
+    """Plain Tesseract on one page image, TSV (words with boxes and confidences) to stdout."""
+    return [cmd, str(image), "-", "--psm", str(psm), "--dpi", str(dpi), "tsv"]
+
+
+def tesseract_reference(pages: list[tuple[Path, int]], cmd: str, psm: int, workers: int) -> dict[str, Any]:
+    """The page images through ``workers`` concurrent single-threaded Tesseract processes."""
+    env = os.environ | {"OMP_THREAD_LIMIT": "1"}
+
+    def one(page: tuple[Path, int]) -> int:
+        done = subprocess.run(tesseract_command(cmd, page[0], psm, page[1]), env=env, capture_output=True, check=False)
+        return done.returncode
+
+    load_before = _load()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        codes = list(pool.map(one, pages))
+    seconds = time.perf_counter() - started
+    return {
+        "pages": len(pages),
+        "processes": workers,
+        "seconds": round(seconds, 2),
+        "pages_per_minute": round(len(pages) * 60 / seconds, 1) if seconds else None,
+        "failed_pages": sum(1 for code in codes if code != 0),
+        "command": " ".join(tesseract_command(cmd, Path("<page.png>"), psm, 0)).replace("--dpi 0", "--dpi <page dpi>"),
+        "load_before": load_before,
+    }
+
+
+def scan_scenario(env: dict, scratch: Path, settings: dict, args: argparse.Namespace) -> dict[str, Any]:
+    data_dir = scratch / "scans"
+    t0 = time.perf_counter()
+    rows = write_corpus(data_dir / "landing", "scans", args.scan_count, args.seed)
+    corpus_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pages = reference_pages(data_dir / "landing", rows, settings["ocr_dpi"], scratch / "reference-pages")
+    render_seconds = time.perf_counter() - t0
+    reference = tesseract_reference(pages, settings["tesseract_cmd"], settings["psm"], args.workers)
+    reference["render_seconds_excluded"] = round(render_seconds, 2)
+    result = run_cli(data_env(env, data_dir), data_dir, "bench-scans", args.sample_interval)
+    by_kind: dict[str, int] = {}
+    for row in rows:
+        by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + 1
+    return result | {
+        "corpus_documents": len(rows),
+        "corpus_pages": len(pages),
+        "corpus_by_kind": by_kind,
+        "corpus_seconds": round(corpus_seconds, 2),
+        "tesseract": reference,
+        "ratio_tesseract_to_run": round(reference["seconds"] / result["seconds"], 3) if result["ok"] else None,
+    }
+
+
+# ---------------------------------------------------------------- the other benchmarks of benchmarks/
+
+
+def optional_benchmark(module: str, function: str, *call_args: Any) -> dict[str, Any]:
+    """``benchmarks/<module>.py``'s ``function(*call_args)``, imported only now; a note when the
+    file does not exist, the error when it fails."""
+    if not (BENCH_DIR / f"{module}.py").is_file():
+        return {"skipped": f"benchmarks/{module}.py does not exist"}
+    sys.path.insert(0, str(BENCH_DIR))
+    started = time.perf_counter()
+    try:
+        figures = getattr(importlib.import_module(module), function)(*call_args)
+    except Exception as error:  # noqa: BLE001 - a measurement that failed is reported, not raised
+        return {"error": f"{type(error).__name__}: {error}"[:2000]}
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    return {"figures": figures, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def headline(figures: dict[str, Any] | None, unit: str) -> tuple[str, float] | None:
+    """The (key, value) a table shows of another benchmark's dict: the first number whose key
+    names ``unit`` ("ms" or "seconds"), preferring a per-document figure."""
+    numbers = [(k, v) for k, v in (figures or {}).items() if isinstance(v, int | float) and unit in k.split("_")]
+    preferred = [(k, v) for k, v in numbers if "per" in k.split("_")]
+    return (preferred or numbers or [None])[0]
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _f(value: Any, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, target, detail) rows: the issue's targets first."""
+    scans, texts = result.get("scans") or {}, result.get("text") or []
+    main_size = result["benchmark"]["text_count"]
+    text = next((t for t in texts if t["corpus_documents"] == main_size), texts[-1] if texts else {})
+    rows = []
+    if scans:
+        ref = scans["tesseract"]
+        rows.append(("scans vs plain Tesseract", f"{_f(scans['ratio_tesseract_to_run'], '.2f')}x",
+                     f">= {TARGETS['scan_ratio']}x",
+                     (f"tesseract {ref['seconds']:.1f} s / run {scans['seconds']:.1f} s, "
+                     f"{scans['corpus_documents']} docs, {scans['corpus_pages']} pages")))
+    if text:
+        rows.append(("text PDFs end to end", f"{_f(text['documents_per_second'], '.1f')} docs/s",
+                     f">= {TARGETS['text_docs_per_s']:.0f} docs/s",
+                     f"{text['corpus_documents']} docs in {text['seconds']:.1f} s"))
+    noops = [t for t in texts if t.get("noop_rerun")]
+    if noops:
+        largest = noops[-1]
+        rows.append(("no-op rerun", f"{largest['noop_rerun']['seconds']:.1f} s", f"< {TARGETS['noop_seconds']:.0f} s",
+                     f"over {largest['corpus_documents']} known docs (target at 10,000)"))
+    noop = (result.get("noop_rerun_benchmark") or {})
+    if found := headline(noop.get("figures"), "seconds"):
+        rows.append(("no-op rerun (noop_rerun.py)", f"{found[1]:.2f} s", f"< {TARGETS['noop_seconds']:.0f} s",
+                     f"{found[0]}, {noop['documents']:,} docs"))
+    if texts:
+        peaks = [t["peak_tree_rss_mb"] for t in texts]
+        growth = peaks[-1] / peaks[0] if len(peaks) > 1 and peaks[0] else None
+        rows.append(("peak RSS, text run", f"{max(peaks)} MB", f"< {TARGETS['rss_mb']} MB",
+                     " -> ".join(f"{t['corpus_documents']}: {t['peak_tree_rss_mb']} MB" for t in texts)))
+        rows.append(("RSS growth, largest/smallest", f"{_f(growth, '.2f')}x", f"<= {TARGETS['rss_growth']}x",
+                     f"{texts[0]['corpus_documents']} -> {texts[-1]['corpus_documents']} docs (target 1,000 -> 10,000)"))
+    lookup = result.get("lookup_benchmark") or {}
+    found = headline(lookup.get("figures"), "ms")
+    rows.append(("near-dup lookup", f"{found[1]:.2f} ms" if found else "-", f"< {TARGETS['lookup_ms']:.0f} ms/doc",
+                 f"{found[0]}, {lookup['stored']:,} stored hashes" if found
+                 else lookup.get("skipped") or lookup.get("error") or "not run (--lookup-hashes 1000000)"))
+    acc = [f"{name} {_f(r['accuracy']['field_accuracy'], '.3f')}" for name, r in (("text", text), ("scans", scans)) if r]
+    rows.append(("field accuracy", ", ".join(acc), "unchanged", "exact match against labels.jsonl"))
+    return rows
 
 
 def render(result: dict[str, Any]) -> str:
-    b, m, w = result["benchmark"], result["machine"], result["benchmark"]["workers"]
-    load = result["load_average"]
-    lines = [
-        (f"benchmark {b['run_id']}: count={b['count']} seed={b['seed']} workers={w} "
-        f"(commit {m['git_commit']}{' +dirty' if m['git_dirty'] else ''})"),
-        (f"machine: {m['logical_cores']} cores ({m['cpu_model']}), {m['memory_total_mb']} MB, "
-        f"Python {m['python']}, {m['tesseract']}"),
-        (f"load average: start {load['start']}, end {load['end']}, max 1-min {load['max_1min_during_run']}; "
-        f"system CPU during run {load['system_cpu_percent_during_run']}%"),
-        "",
-        (f"corpus: {result['corpus']['files']} files ({result['corpus']['megabytes']} MB) "
-        f"generated in {result['corpus']['seconds']:.1f} s"),
-        f"documents: {result['documents']}",
-        f"quarantined: {result['quarantine_reasons']}",
-        "",
-        f"{'stage':<24}{'seconds':>10}",
-    ]
-    for stage, seconds in result["pipeline"]["stage_seconds"].items():
-        lines.append(f"{stage:<24}{seconds:>10.1f}")
-    lines.append(f"{'pipeline wall clock':<24}{result['pipeline']['wall_seconds']:>10.1f}")
-    if result["pipeline"].get("error"):
-        err = result["pipeline"]["error"]
-        lines.append(f"PIPELINE FAILED in {err['stage']}: {err['type']}: {err['message'].splitlines()[0]}")
-        lines.append("(figures below come from the stages that finished)")
-    t = result["throughput"]
+    b, m = result["benchmark"], result["machine"]
+    lines = [f"{'figure':<30}{'measured':>16}  {'target':<16}detail"]
+    lines += [f"{name:<30}{value:>16}  {target:<16}{detail}" for name, value, target, detail in targets(result)]
     lines += [
         "",
-        (f"extraction: {t['all']['documents']} documents, {t['all']['pages']} pages in "
-        f"{t['extract_wall_seconds']:.1f} s wall ({t['worker_seconds_total']:.1f} worker-s, "
-        f"parallel efficiency {_fmt(t['parallel_efficiency'])})"),
-        (f"{'source':<14}{'docs':>6}{'pages':>7}{'s/doc':>8}{'s/page':>8}"
-        f"{'docs/min 1w':>13}{'pages/min 1w':>14}{f'docs/min {w}w':>13}{f'pages/min {w}w':>15}"),
-    ]
-    rows = [(v["label"], v) for v in t["by_text_source"].values()]
-    rows.append(("all", {**t["all"], "seconds_per_document": None, "seconds_per_page": None}))
-    for label, v in rows:
-        one, many = v["single_worker"], v[f"with_{w}_workers"]
-        lines.append(
-            f"{label:<14}{v['documents']:>6}{v['pages']:>7}{_fmt(v['seconds_per_document'], '.2f'):>8}"
-            f"{_fmt(v['seconds_per_page'], '.2f'):>8}{_fmt(one['docs_per_min'], '.1f'):>13}"
-            f"{_fmt(one['pages_per_min'], '.1f'):>14}{_fmt(many['docs_per_min'], '.1f'):>13}"
-            f"{_fmt(many['pages_per_min'], '.1f'):>15}"
-        )
-    if t["by_kind"]:
-        lines += ["", f"{'file kind':<14}{'docs':>6}{'pages':>7}{'s/page':>8}{'pages/min 1w':>14}"]
-        for kind, v in t["by_kind"].items():
-            lines.append(f"{kind:<14}{v['documents']:>6}{v['pages']:>7}{_fmt(v['seconds_per_page'], '.2f'):>8}"
-                         f"{_fmt(v['single_worker']['pages_per_min'], '.1f'):>14}")
-    mem = result["memory"]
-    lines += [
+        (f"machine: {m['logical_cores']} cores ({m['cpu_model']}), {m['memory_total_mb']} MB, Python {m['python']}, "
+        f"{m['tesseract']}, commit {m['git_commit']}{' +dirty' if m['git_dirty'] else ''}"),
+        (f"load average: start {result['load_average']['start']}, end {result['load_average']['end']}; "
+        f"workers {b['workers']}, ocr_dpi {b['ocr_dpi']}, psm {b['psm']}"),
         "",
-        (f"peak memory: {mem['peak_tree_rss_mb']} MB process tree ({mem['peak_processes']} processes), "
-        f"{mem['peak_main_rss_mb']} MB main process"),
-        "  by stage: " + ", ".join(f"{s} {mb}" for s, mb in mem["peak_tree_rss_mb_by_stage"].items()),
+        f"{'run':<18}{'docs':>7}{'seconds':>9}{'docs/s':>8}{'peak MB':>9}{'procs':>6}{'max load':>9}  status / stages (s)",
     ]
-    acc = result["accuracy"]
-    lines += [
-        "",
-        f"accuracy: fields {_fmt(acc['field_accuracy'], '.3f')}, doc type {_fmt(acc['doc_type_accuracy'], '.3f')}; "
-        "mean by source: " + ", ".join(f"{s} {_fmt(v, '.3f')}" for s, v in acc["mean_field_accuracy_by_source"].items()),
-    ]
-    sources = list(acc["mean_field_accuracy_by_source"])
-    if acc["by_field"]:
-        lines.append(f"{'field':<20}" + "".join(f"{s:>12}" for s in sources))
-        for field, by_source in acc["by_field"].items():
-            lines.append(f"{field:<20}" + "".join(f"{_fmt(by_source.get(s), '.3f'):>12}" for s in sources))
-    if result.get("validation"):
-        lines.append(f"GX gate: {result['validation']['status']} (score {result['validation']['score']})")
+    runs = [(f"text {t['corpus_documents']}", t) for t in result.get("text") or []]
+    runs += [(f"noop {t['corpus_documents']}", t["noop_rerun"]) for t in result.get("text") or [] if t["noop_rerun"]]
+    if result.get("scans"):
+        runs.append(("scans", result["scans"]))
+    for name, r in runs:
+        docs = (r.get("extraction") or {}).get("documents")
+        stages = ", ".join(f"{s.removesuffix('_documents').removesuffix('_data')} {v:.1f}"
+                           for s, v in (r.get("stage_seconds") or {}).items() if v >= 0.5)
+        state = r["status"] if r["ok"] else f"ERROR exit {r['exit_code']}, log {r['log']}"
+        lines.append(f"{name:<18}{_f(docs):>7}{r['seconds']:>9.1f}{_f(docs and docs / r['seconds'], '.1f'):>8}"
+                     f"{r['peak_tree_rss_mb']:>9}{r['peak_processes']:>6}{r['max_load_during']:>9}  {state}: {stages}")
+    if scans := result.get("scans"):
+        ref = scans["tesseract"]
+        lines.append(f"{'tesseract CLI':<18}{ref['pages']:>7}{ref['seconds']:>9.1f}{'':>8}{'':>9}{ref['processes']:>6}"
+                     f"{'':>9}  pages (render {ref['render_seconds_excluded']:.1f} s excluded): {ref['command']}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def platform_settings(env: dict[str, str]) -> dict[str, Any]:
+    """The OCR settings a run uses, read the way the run reads them (same environment)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        from mlops.config import load_settings
+        from mlops.extraction.ocr import DEFAULT_PSM
+
+        settings = load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {
+        "ocr_dpi": settings.extract.ocr_dpi,
+        "tesseract_cmd": settings.extract.tesseract_cmd or shutil.which("tesseract") or "tesseract",
+        "psm": DEFAULT_PSM,
+        "batch_size": settings.batch_size,
+    }
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _sizes(text: str) -> list[int]:
+    return sorted({int(part) for part in text.split(",") if part.strip()})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="good documents in the corpus (default 200)")
+    parser.add_argument("--text-count", type=int, default=200, help="one-page text PDFs of the text run (default 200)")
+    parser.add_argument("--scan-count", type=int, default=20, help="scanned documents (default 20; 0: no scan run)")
+    parser.add_argument("--rss-sizes", type=_sizes, default=[50],
+                        help="more text-run sizes for peak RSS and the no-op rerun, e.g. 1000,10000 (default 50)")
+    parser.add_argument("--noop-documents", type=int, default=0,
+                        help="also call measure_noop(N) of benchmarks/noop_rerun.py, e.g. 10000 (default: not run)")
+    parser.add_argument("--lookup-hashes", type=int, default=0,
+                        help="call measure_lookup of benchmarks/near_duplicates.py with N stored hashes, e.g. 1000000")
+    parser.add_argument("--lookup-queries", type=int, default=1000, help="new documents looked up (default 1000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
+    parser.add_argument("--model-dir", type=Path, default=REPO / "data/models",
+                        help="trained extractor models (make models; default data/models)")
     parser.add_argument("--out", type=Path, help="result JSON (default: benchmarks/results/bench-<UTC time>.json)")
-    parser.add_argument("--run-id", help="default: bench__<UTC time>")
-    parser.add_argument("--data-dir", help="fresh, empty directory to use (default: a new temp dir)")
-    parser.add_argument("--keep-data", action="store_true", help="keep the data directory afterwards")
-    parser.add_argument("--sample-interval", type=float, default=0.25, help="RSS sampling period in seconds")
-    parser.add_argument("--quiet", action="store_true", help="no per-stage log lines")
+    parser.add_argument("--keep-data", action="store_true", help="keep the scratch directory (data dirs, logs)")
+    parser.add_argument("--sample-interval", type=float, default=0.2, help="RSS sampling period in seconds")
     args = parser.parse_args(argv)
-    if args.count < 1 or args.workers < 1:
-        parser.error("--count and --workers must be at least 1")
-    out = (args.out or REPO / "benchmarks/results" / datetime.now(UTC).strftime("bench-%Y%m%dT%H%M%SZ.json"))
-    out = out.resolve()
-    if args.data_dir:
-        args.data_dir = str(Path(args.data_dir).resolve())  # before the chdir below
+    if args.text_count < 1 or args.workers < 1 or args.scan_count < 0:
+        parser.error("--text-count and --workers must be at least 1, --scan-count at least 0")
+    out = (args.out or REPO / "benchmarks/results" / datetime.now(UTC).strftime("bench-%Y%m%dT%H%M%SZ.json")).resolve()
 
-    os.environ["TQDM_DISABLE"] = "1"  # no progress bars (tqdm reads TQDM_* at call time)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.quiet:
-        for name in ("bench", "mlops.stages", "mlops.progress"):
-            logging.getLogger(name).setLevel(logging.INFO)
-    os.chdir(REPO)  # the pipeline finds config/ relative to the working directory
-
-    result = run(args)
-    if not args.keep_data:
-        shutil.rmtree(result["benchmark"]["data_dir"], ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    scratch = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+    env = base_env(scratch / "project", args.workers, args.model_dir.resolve())
+    settings = platform_settings(env)
+    result: dict[str, Any] = {
+        "benchmark": {"text_count": args.text_count, "scan_count": args.scan_count, "rss_sizes": args.rss_sizes,
+                      "seed": args.seed, "workers": args.workers, "started_at": datetime.now(UTC).isoformat(),
+                      "scratch_dir": str(scratch), **settings},
+        "machine": machine_info(settings["tesseract_cmd"]),
+        "load_average": {"start": _load()},
+    }
+    try:
+        result["text"] = []
+        for count in sorted(set(args.rss_sizes) | {args.text_count}):
+            say(f"text run: {count} one-page text PDFs ...")
+            result["text"].append(text_scenario(env, scratch, count, args))
+        if args.scan_count:
+            say(f"scan run: {args.scan_count} scanned documents, then the same pages through tesseract ...")
+            result["scans"] = scan_scenario(env, scratch, settings, args)
+        if args.noop_documents:
+            say(f"noop_rerun.measure_noop({args.noop_documents}) ...")
+            result["noop_rerun_benchmark"] = {"documents": args.noop_documents,
+                                              **optional_benchmark("noop_rerun", "measure_noop", args.noop_documents)}
+        if args.lookup_hashes:
+            say(f"near_duplicates.measure_lookup({args.lookup_hashes}, {args.lookup_queries}) ...")
+            url = f"sqlite:///{scratch / 'lookup.db'}"
+            figures = optional_benchmark("near_duplicates", "measure_lookup", args.lookup_hashes, args.lookup_queries, url)
+            result["lookup_benchmark"] = {"stored": args.lookup_hashes, "queries": args.lookup_queries, **figures}
+    finally:
+        result["load_average"]["end"] = _load()
+        result["benchmark"]["finished_at"] = datetime.now(UTC).isoformat()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+        failed = any(not r["ok"] for r in result.get("text", []) + [result.get("scans") or {"ok": True}])
+        if not (args.keep_data or failed):
+            shutil.rmtree(scratch, ignore_errors=True)
     print(render(result))
-    print(f"\nresult: {out}")
+    print(f"\nresult: {out}" + (f"\ndata kept: {scratch}" if args.keep_data or failed else ""))
     return 0
 
 
