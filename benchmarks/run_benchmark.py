@@ -394,6 +394,19 @@ def _f(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _incomplete(run: dict[str, Any]) -> str:
+    """A warning when the run did not extract every document of its corpus (its figure is then
+    not what a user waits for)."""
+    extracted = (run.get("extraction") or {}).get("documents") or 0
+    if not run["ok"]:
+        return " -- RUN FAILED"
+    return "" if extracted == run["corpus_documents"] else f" -- ONLY {extracted} EXTRACTED"
+
+
 def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(figure, measured, target, detail) rows: the issue's targets first."""
     scans, texts = result.get("scans") or {}, result.get("text") or []
@@ -402,14 +415,14 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     if scans:
         ref = scans["tesseract"]
-        rows.append(("scans vs plain Tesseract", f"{_f(scans['ratio_tesseract_to_run'], '.2f')}x",
+        rows.append(("scans vs plain Tesseract", _times(scans["ratio_tesseract_to_run"]),
                      f">= {TARGETS['scan_ratio']}x",
                      (f"tesseract {ref['seconds']:.1f} s / run {scans['seconds']:.1f} s, "
-                     f"{scans['corpus_documents']} docs, {scans['corpus_pages']} pages")))
+                     f"{scans['corpus_documents']} docs, {scans['corpus_pages']} pages{_incomplete(scans)}")))
     if text:
         rows.append(("text PDFs end to end", f"{_f(text['documents_per_second'], '.1f')} docs/s",
                      f">= {TARGETS['text_docs_per_s']:.0f} docs/s",
-                     f"{text['corpus_documents']} docs in {text['seconds']:.1f} s"))
+                     f"{text['corpus_documents']} docs in {text['seconds']:.1f} s{_incomplete(text)}"))
     noops = [t for t in texts if t.get("noop_rerun")]
     if noops:
         largest = noops[-1]
@@ -424,22 +437,25 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         growth = peaks[-1] / peaks[0] if len(peaks) > 1 and peaks[0] else None
         rows.append(("peak RSS, text run", f"{max(peaks)} MB", f"< {TARGETS['rss_mb']} MB",
                      " -> ".join(f"{t['corpus_documents']}: {t['peak_tree_rss_mb']} MB" for t in texts)))
-        rows.append(("RSS growth, largest/smallest", f"{_f(growth, '.2f')}x", f"<= {TARGETS['rss_growth']}x",
+        rows.append(("RSS growth, largest/smallest", _times(growth), f"<= {TARGETS['rss_growth']}x",
                      f"{texts[0]['corpus_documents']} -> {texts[-1]['corpus_documents']} docs (target 1,000 -> 10,000)"))
     lookup = result.get("lookup_benchmark") or {}
     found = headline(lookup.get("figures"), "ms")
     rows.append(("near-dup lookup", f"{found[1]:.2f} ms" if found else "-", f"< {TARGETS['lookup_ms']:.0f} ms/doc",
                  f"{found[0]}, {lookup['stored']:,} stored hashes" if found
                  else lookup.get("skipped") or lookup.get("error") or "not run (--lookup-hashes 1000000)"))
-    acc = [f"{name} {_f(r['accuracy']['field_accuracy'], '.3f')}" for name, r in (("text", text), ("scans", scans)) if r]
-    rows.append(("field accuracy", ", ".join(acc), "unchanged", "exact match against labels.jsonl"))
+    for name, run in (("text", text), ("scans", scans)):
+        if run:
+            acc = run["accuracy"]
+            rows.append((f"field accuracy, {name}", _f(acc["field_accuracy"], ".3f"), "unchanged",
+                         f"exact match against labels.jsonl; document type {_f(acc['doc_type_accuracy'], '.3f')}"))
     return rows
 
 
 def render(result: dict[str, Any]) -> str:
     b, m = result["benchmark"], result["machine"]
-    lines = [f"{'figure':<30}{'measured':>16}  {'target':<16}detail"]
-    lines += [f"{name:<30}{value:>16}  {target:<16}{detail}" for name, value, target, detail in targets(result)]
+    lines = [f"{'figure':<30}{'measured':>22}  {'target':<16}detail"]
+    lines += [f"{name:<30}{value:>22}  {target:<16}{detail}" for name, value, target, detail in targets(result)]
     lines += [
         "",
         (f"machine: {m['logical_cores']} cores ({m['cpu_model']}), {m['memory_total_mb']} MB, Python {m['python']}, "
@@ -458,8 +474,10 @@ def render(result: dict[str, Any]) -> str:
         stages = ", ".join(f"{s.removesuffix('_documents').removesuffix('_data')} {v:.1f}"
                            for s, v in (r.get("stage_seconds") or {}).items() if v >= 0.5)
         state = r["status"] if r["ok"] else f"ERROR exit {r['exit_code']}, log {r['log']}"
-        lines.append(f"{name:<18}{_f(docs):>7}{r['seconds']:>9.1f}{_f(docs and docs / r['seconds'], '.1f'):>8}"
-                     f"{r['peak_tree_rss_mb']:>9}{r['peak_processes']:>6}{r['max_load_during']:>9}  {state}: {stages}")
+        if quarantined := (r.get("documents") or {}).get("quarantined"):
+            state += f" ({quarantined} QUARANTINED)"
+        lines.append(f"{name:<18}{_f(docs):>7}{r['seconds']:>9.1f}{_f(docs / r['seconds'] if docs else None, '.2f'):>8}"
+                     f"{r['peak_tree_rss_mb']:>9}{r['peak_processes']:>6}{r['max_load_during']:>9}  {state}{': ' if stages else ''}{stages}")
     if scans := result.get("scans"):
         ref = scans["tesseract"]
         lines.append(f"{'tesseract CLI':<18}{ref['pages']:>7}{ref['seconds']:>9.1f}{'':>8}{'':>9}{ref['processes']:>6}"
@@ -486,6 +504,7 @@ def platform_settings(env: dict[str, str]) -> dict[str, Any]:
     return {
         "ocr_dpi": settings.extract.ocr_dpi,
         "tesseract_cmd": settings.extract.tesseract_cmd or shutil.which("tesseract") or "tesseract",
+        "model_file": str(settings.extractor_model_file),
         "psm": DEFAULT_PSM,
         "batch_size": settings.batch_size,
     }
@@ -525,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     env = base_env(scratch / "project", args.workers, args.model_dir.resolve())
     settings = platform_settings(env)
+    if not Path(settings["model_file"]).is_file():
+        parser.error(f"no trained extractor at {settings['model_file']}: run `make models` or pass --model-dir")
     result: dict[str, Any] = {
         "benchmark": {"text_count": args.text_count, "scan_count": args.scan_count, "rss_sizes": args.rss_sizes,
                       "seed": args.seed, "workers": args.workers, "started_at": datetime.now(UTC).isoformat(),
