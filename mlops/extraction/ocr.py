@@ -1,20 +1,20 @@
-"""Tesseract OCR for one page image.
+"""Tesseract OCR for one page image, in-process through Tesseract's C API (tesserocr).
 
-Tesseract runs as a subprocess (through pytesseract). It is pinned to one thread: the platform
-runs one OCR process per core, and OpenMP threads on top of that make a 2-core machine 3-7x
-slower (FIELD_NOTES.md).
+Each process creates one engine per language and page-segmentation mode and keeps it, so the
+language model loads once per worker, not once per page, and page images and recognised text
+(borrower names, account numbers) never pass through temporary files. The engine is pinned to
+one thread: the platform runs one OCR process per core, and OpenMP threads on top of that make
+a 2-core machine 3-7x slower (FIELD_NOTES.md).
 """
 
 from __future__ import annotations
 
-import atexit
 import os
+import re
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
+from functools import cache
 
-import pytesseract
 from PIL import Image
 
 from mlops.errors import DependencyMissing
@@ -23,35 +23,45 @@ from mlops.extraction.layout import PageLayout, ocr_layout
 DEFAULT_TESSERACT_CMD = "tesseract"
 INSTALL_HINT = (
     "install it with `apt-get install tesseract-ocr tesseract-ocr-eng` (or `make demo`), "
-    "or set MLOPS_EXTRACT__TESSERACT_CMD to the tesseract executable"
+    "set TESSDATA_PREFIX to the directory holding eng.traineddata, "
+    "or set MLOPS_EXTRACT__TESSERACT_CMD to the tesseract executable that knows it"
 )
 # One column of text of variable sizes: the forms are "Label: value" lines and prose, plus a
 # value box beside the fields on some. On a 40-document corpus psm 4 read every labelled field;
 # psm 6 (one uniform block) merged the box into the field lines and lost 2 of 243.
 DEFAULT_PSM = 4
-PRIVATE_TEMP_PREFIX = "mlops-ocr-"
-_private_temp: tuple[int, str] | None = None  # (pid, directory) of this process
+TSV_COLUMNS = ("level", "page_num", "block_num", "par_num", "line_num", "word_num",
+               "left", "top", "width", "height", "conf", "text")  # fmt: skip
+
+
+@cache
+def tessdata_dir(cmd: str | None = None, lang: str = "eng") -> str:
+    """The directory of Tesseract's language data: ``$TESSDATA_PREFIX``, else the one the
+    ``tesseract`` command (``cmd``) lists its languages from."""
+    directory = os.environ.get("TESSDATA_PREFIX")
+    if not directory:
+        program = cmd or DEFAULT_TESSERACT_CMD
+        if shutil.which(program) is None:
+            raise DependencyMissing(f"Tesseract OCR is not installed (no executable {program!r}): {INSTALL_HINT}")
+        try:
+            listed = subprocess.run([program, "--list-langs"], capture_output=True, text=True, timeout=30, check=True)
+        except (OSError, subprocess.SubprocessError) as error:
+            raise DependencyMissing(f"Tesseract OCR at {program!r} does not run ({error}): {INSTALL_HINT}") from None
+        found = re.search(r'"(.+?)"', listed.stdout + listed.stderr)
+        directory = found.group(1) if found else ""
+    if not os.path.isfile(os.path.join(directory, f"{lang}.traineddata")):
+        raise DependencyMissing(f"Tesseract has no {lang!r} language data in {directory!r}: {INSTALL_HINT}")
+    return directory
 
 
 def ensure_tesseract(cmd: str | None = None) -> str:
-    """Return the version line of the Tesseract at ``cmd`` (default: ``tesseract`` on PATH).
+    """Return the OCR engine's version line once its language data is found.
 
     Called before a run starts OCR work, so a missing install fails once with the fix instead
     of once per document inside the workers.
     """
-    program = cmd or DEFAULT_TESSERACT_CMD
-    if shutil.which(program) is None:
-        raise DependencyMissing(f"Tesseract OCR is not installed (no executable {program!r}): {INSTALL_HINT}")
-    try:
-        completed = subprocess.run(
-            [program, "--version"], capture_output=True, text=True, timeout=30, check=True
-        )
-    except (OSError, subprocess.SubprocessError) as error:
-        raise DependencyMissing(
-            f"Tesseract OCR at {program!r} does not run ({error}): {INSTALL_HINT}"
-        ) from None
-    lines = (completed.stdout or completed.stderr).strip().splitlines()
-    return lines[0] if lines else "tesseract (unknown version)"
+    tessdata_dir(cmd)
+    return _tesserocr().tesseract_version().splitlines()[0]
 
 
 def ocr_page(
@@ -63,48 +73,35 @@ def ocr_page(
     dpi: int | None = None,
     cmd: str | None = None,
 ) -> PageLayout:
-    """OCR one page into words with boxes and confidences (one ``image_to_data`` call).
+    """OCR one page into words with boxes and confidences.
 
     ``dpi`` tells Tesseract the true resolution when the image carries none (it would otherwise
     guess 70).
     """
-    os.environ["OMP_THREAD_LIMIT"] = "1"
-    use_private_temp_dir()
-    pytesseract.pytesseract.tesseract_cmd = cmd or DEFAULT_TESSERACT_CMD
-    config = f"--psm {psm or DEFAULT_PSM}" + (f" --dpi {dpi}" if dpi else "")
+    engine = _engine(tessdata_dir(cmd, lang), lang, psm or DEFAULT_PSM)
     try:
-        data = pytesseract.image_to_data(image, lang=lang, config=config, output_type=pytesseract.Output.DICT)
-    except pytesseract.TesseractNotFoundError:
-        raise DependencyMissing(f"Tesseract OCR is not installed: {INSTALL_HINT}") from None
+        engine.SetImage(image)
+        if dpi:
+            engine.SetSourceResolution(dpi)
+        rows = [line.split("\t") for line in (engine.GetTSVText(0) or "").splitlines()]
+    finally:
+        engine.Clear()
+    data = {column: [row[number] if number < len(row) else "" for row in rows] for number, column in enumerate(TSV_COLUMNS)}
+    for column in ("left", "top", "width", "height"):
+        data[column] = [int(value) for value in data[column]]
     return ocr_layout(data, image.width, image.height, index)
 
 
-def use_private_temp_dir() -> str:
-    """Point this process's temporary files at a directory only its user can open (mode 0700).
-
-    pytesseract writes each page image and Tesseract's output (borrower names, account numbers)
-    to the temp directory with the umask's permissions; a worker killed mid-page leaves them
-    behind. In a private directory per process nobody else can read them, and the next process
-    removes the directories of processes that are gone."""
-    global _private_temp
-    if _private_temp is None or _private_temp[0] != os.getpid():
-        system = Path(tempfile.gettempdir() if _private_temp is None else Path(_private_temp[1]).parent)
-        for stale in system.glob(f"{PRIVATE_TEMP_PREFIX}*"):
-            pid = stale.name.removeprefix(PRIVATE_TEMP_PREFIX).split("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(stale, ignore_errors=True)
-        directory = tempfile.mkdtemp(prefix=f"{PRIVATE_TEMP_PREFIX}{os.getpid()}-", dir=system)
-        atexit.register(shutil.rmtree, directory, True)
-        _private_temp = (os.getpid(), directory)
-    tempfile.tempdir = _private_temp[1]
-    return _private_temp[1]
+@cache
+def _engine(tessdata: str, lang: str, psm: int):
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # read by OpenMP when the engine first starts
+    tesserocr = _tesserocr()
+    return tesserocr.PyTessBaseAPI(path=tessdata.rstrip("/") + "/", lang=lang, psm=psm)
 
 
-def _alive(pid: int) -> bool:
+def _tesserocr():
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        import tesserocr
+    except ImportError as error:
+        raise DependencyMissing(f"the tesserocr package does not load ({error}): pip install -r requirements.txt") from None
+    return tesserocr

@@ -15,7 +15,6 @@ from collections import Counter
 from datetime import date, datetime
 
 import pypdfium2
-import pytesseract
 import pytest
 from PIL import Image
 from pypdf import PdfReader
@@ -32,6 +31,7 @@ from mlops.document_families import (
     non_loan_document,
     render,
 )
+from mlops.extraction.ocr import ocr_page
 from mlops.models import FIELD_NAMES, REQUIRED_FIELDS, UNKNOWN_DOCUMENT_TYPE, DocumentFormat, QuarantineReason
 from mlops.sample_data import DOC_TYPES, FIELD_LABELS, LABELS_FILENAME, generate_corpus, special_counts
 from mlops.sample_rendering import (
@@ -540,9 +540,7 @@ def test_tesseract_reads_the_worst_poor_scan(kind, monkeypatch):
     _, _, top, _, bottom = row["field_boxes"]["account_number"]
     header, account = (0, 165), (top - 30, bottom + 30)  # points; skew moves text < 20 pt
     text = " ".join(
-        pytesseract.image_to_string(
-            image.crop((0, low * scale, image.width, high * scale)), config="--psm 4 --dpi 150"
-        )
+        ocr_page(image.crop((0, low * scale, image.width, high * scale)).convert("L"), 0, dpi=150).text
         for low, high in (header, account)
     )
     assert row["title"].casefold() in " ".join(text.split()).casefold()
