@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from mlops.extraction.candidates import Candidate
 from mlops.models import FIELD_NAMES, FieldValue
@@ -49,14 +50,14 @@ class FieldRanker:
             max_iter=max_iter, learning_rate=learning_rate, l2_regularization=1.0, random_state=seed
         )
         model = CalibratedClassifierCV(booster, method="isotonic", cv=3, ensemble=False)
-        with threadpool_limits(limits=1):
+        with _threadpools().limit(limits=1):
             model.fit(rows, positive)
         return cls(model, min_confidence)
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
         if not len(rows):
             return np.zeros(0)
-        with threadpool_limits(limits=1):
+        with _threadpools().limit(limits=1):
             return self.model.predict_proba(rows)[:, 1]
 
     def pick(self, table: Sequence[tuple[str, Candidate, list[float]]], raw_text) -> dict[str, FieldValue]:
@@ -75,3 +76,10 @@ class FieldRanker:
             name: FieldValue(value=candidate.value, raw=raw_text(candidate), confidence=round(score, 4))
             for name, (score, candidate) in best.items()
         }
+
+
+@cache
+def _threadpools() -> ThreadpoolController:
+    """Found once per process: looking up the loaded thread-pool libraries took ~10 ms, more
+    than scoring a document's candidates."""
+    return ThreadpoolController()
