@@ -5,8 +5,8 @@ One implementation on SQLAlchemy 2 serves both backends: Postgres in production 
 file for the embedded default. Alembic (``mlops/io/migrations``) is the only thing that creates
 or changes tables; :meth:`MetadataStore.migrate` runs ``alembic upgrade head`` in-process, so no
 ``alembic.ini`` is needed on disk. The ORM classes below mirror the migrations (0001 foundation,
-0002 results, 0003 document attempts, 0004 run lease and run outcomes, 0005 field statistics) and
-a test checks that the two agree.
+0002 results, 0003 document attempts, 0004 run lease and run outcomes, 0005 field statistics,
+0006 the perceptual-hash band index) and a test checks that the two agree.
 
 Contract: every write method is one transaction, and every insert that a retried task may repeat
 is an ``INSERT ... ON CONFLICT`` against a unique constraint, so duplicates are impossible by
@@ -57,6 +57,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mlops.errors import LeaseLost, MlopsError, RunBusy, RunSuperseded
+from mlops.io.phash_index import band_keys, hash_value, nearest, probe_keys
 from mlops.models import (
     DocumentFormat,
     DocumentRecord,
@@ -256,6 +257,20 @@ class PreprocessResult(Base):
     fingerprint: Mapped[str] = mapped_column(sa.String(128))
     near_duplicate_of: Mapped[str | None] = mapped_column(sa.String(64))
     near_duplicate_distance: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class PhashBand(Base):
+    """One band of a preprocess result's perceptual hash: the index near-duplicate search probes
+    (:mod:`mlops.io.phash_index`), written and deleted with its result. No foreign key on purpose:
+    SQLite alters a column by rebuilding the table (Alembic batch mode), and dropping the old
+    table would cascade into this one. A stray row costs a candidate, never a wrong match: every
+    candidate is checked against its result's own hash."""
+
+    __tablename__ = "phash_bands"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    band_key: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    result_id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False, index=True)
 
 
 class DocumentAttempt(Base):
@@ -1021,10 +1036,11 @@ class MetadataStore:
 
     @_retried
     def save_preprocess_results(self, run_id: str, records: Iterable[PreprocessRecord]) -> None:
-        """Upsert per-document measurements of a run (a retried task overwrites its own rows)."""
+        """Upsert per-document measurements of a run (a retried task overwrites its own rows),
+        and the band index of their perceptual hashes in the same transaction."""
         latest = {record.sha256: record for record in records}
         rows = [{**record.model_dump(mode="json"), "run_id": run_id} for record in latest.values()]
-        table = PreprocessResult.__table__
+        table, bands = PreprocessResult.__table__, PhashBand.__table__
         with self._write() as conn:
             for chunk in _chunks(rows):
                 stmt = self._dialect_insert(table).values(list(chunk))
@@ -1033,7 +1049,11 @@ class MetadataStore:
                     for column in table.columns
                     if column.name not in ("id", "sha256", "run_id")
                 }
-                conn.execute(stmt.on_conflict_do_update(index_elements=["sha256", "run_id"], set_=updated))
+                upsert = stmt.on_conflict_do_update(index_elements=["sha256", "run_id"], set_=updated)
+                saved = conn.execute(upsert.returning(table.c.id, table.c.phash)).all()
+                conn.execute(sa.delete(bands).where(bands.c.result_id.in_([row.id for row in saved])))
+                band_rows = [{"band_key": key, "result_id": row.id} for row in saved for key in band_keys(row.phash)]
+                conn.execute(sa.insert(bands), band_rows)
 
     @_retried
     def preprocess_results(self, run_id: str) -> list[PreprocessRecord]:
@@ -1046,10 +1066,14 @@ class MetadataStore:
     def discard_results(self, run_id: str, shas: Iterable[str]) -> dict[str, int]:
         """Delete the preprocess results and extractions ``run_id`` saved for these documents (a
         stopped run's rows for documents it never finished: the run that took them over measures
-        and extracts them again). Returns the rows deleted per table."""
+        and extracts them again), with their hash bands. Returns the rows deleted per table."""
         shas = list(dict.fromkeys(shas))
         deleted = {"preprocess_results": 0, "extractions": 0}
+        results, bands = PreprocessResult.__table__, PhashBand.__table__
         with self._write() as conn:
+            for chunk in _chunks(shas):
+                discarded = sa.select(results.c.id).where(results.c.run_id == run_id, results.c.sha256.in_(chunk))
+                conn.execute(sa.delete(bands).where(bands.c.result_id.in_(discarded)))
             for model in (PreprocessResult, ExtractionResult):
                 table = model.__table__
                 for chunk in _chunks(shas):
@@ -1058,13 +1082,35 @@ class MetadataStore:
         return deleted
 
     @_retried
-    def phashes(self, exclude_run_id: str | None = None) -> list[tuple[str, str]]:
-        """(sha256, phash) of every document measured so far, for near-duplicate detection."""
-        query = sa.select(PreprocessResult.sha256, PreprocessResult.phash).distinct()
+    def nearest_phashes(
+        self, queries: Iterable[tuple[str, str]], max_distance: int, *, exclude_run_id: str | None = None
+    ) -> dict[str, tuple[int, str]]:
+        """For each (sha256, phash): the closest stored document other than itself, as (Hamming
+        distance, sha256), if one is within ``max_distance``; ties go to the smaller sha256.
+        Results saved by ``exclude_run_id`` are left out (a run looks for earlier documents).
+
+        Each lookup reads only the rows sharing a probed band key (:mod:`mlops.io.phash_index`),
+        a few hundred at a million stored hashes, so its cost does not grow with the archive."""
+        results, bands = PreprocessResult.__table__, PhashBand.__table__
+        stored = sa.select(results.c.sha256, results.c.phash).distinct()
         if exclude_run_id is not None:
-            query = query.where(PreprocessResult.run_id != exclude_run_id)
+            stored = stored.where(results.c.run_id != exclude_run_id)
+        probed = stored.join(bands, bands.c.result_id == results.c.id)
+        found: dict[str, tuple[int, str]] = {}
         with self.engine.connect() as conn:
-            return [(sha, phash) for sha, phash in conn.execute(query.order_by(PreprocessResult.sha256))]
+            everything = None
+            for sha, phash in dict.fromkeys(queries):
+                probes = probe_keys(phash, max_distance)
+                if probes is not None:
+                    rows = [row for chunk in _chunks(probes)
+                            for row in conn.execute(probed.where(bands.c.band_key.in_(chunk), results.c.sha256 != sha))]  # fmt: skip
+                else:  # a distance too large for the bands to help: compare with everything
+                    everything = everything if everything is not None else conn.execute(stored).all()
+                    rows = everything
+                candidates = ((row.sha256, hash_value(row.phash)) for row in rows)
+                if best := nearest(hash_value(phash), candidates, max_distance, exclude_sha256=sha):
+                    found[sha] = best
+        return found
 
     # -- extractions ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ the distance between two different letters printed from one template.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from PIL import Image
 from scipy import ndimage
 
 from mlops.documents import iter_pages
+from mlops.io.phash_index import PhashIndex
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, PageStats, PreprocessRecord
 from mlops.quarantine import quarantine, run_untrusted
 from mlops.run_data import acquired_documents, read_document
@@ -121,19 +123,20 @@ def summarise(doc_format: DocumentFormat, measurement: Measurement, text_layer_m
 
 
 def link_near_duplicates(
-    records: list[PreprocessRecord], history: list[tuple[str, str]], max_distance: int
+    records: list[PreprocessRecord], history: Mapping[str, tuple[int, str]], max_distance: int
 ) -> list[PreprocessRecord]:
-    """Point each record at the closest earlier document (history first, then this run's order)."""
-    known = [(sha, imagehash.hex_to_hash(phash)) for sha, phash in history]
+    """Point each record at the closest earlier document: ``history`` holds each record's closest
+    document of earlier runs as (distance, sha256) (:meth:`MetadataStore.nearest_phashes`), and
+    records earlier in this run count too; ties go to the smaller sha256."""
+    this_run = PhashIndex(max_distance)
     linked = []
     for record in records:
-        own_hash = imagehash.hex_to_hash(record.phash)
-        candidates = [(own_hash - other, sha) for sha, other in known if sha != record.sha256]
-        distance, closest = min(candidates, default=(None, None))
-        if distance is not None and distance <= max_distance:
-            record = record.model_copy(update={"near_duplicate_of": closest, "near_duplicate_distance": int(distance)})
+        matches = (history.get(record.sha256), this_run.nearest(record.sha256, record.phash))
+        if found := [match for match in matches if match]:
+            distance, closest = min(found)
+            record = record.model_copy(update={"near_duplicate_of": closest, "near_duplicate_distance": distance})
         linked.append(record)
-        known.append((record.sha256, own_hash))
+        this_run.add(record.sha256, record.phash)
     return linked
 
 
@@ -157,11 +160,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     order = {sha: index for index, sha in enumerate(formats)}  # validation's order, whatever ran first
     records.sort(key=lambda record: order[record.sha256])
     pages.sort(key=lambda page: (order[page.sha256], page.page_index))
-    records = link_near_duplicates(
-        records,
-        ctx.metadata.phashes(exclude_run_id=ctx.run_id),
-        settings.preprocess.near_duplicate_max_distance,
+    max_distance = settings.preprocess.near_duplicate_max_distance
+    history = ctx.metadata.nearest_phashes(
+        [(record.sha256, record.phash) for record in records], max_distance, exclude_run_id=ctx.run_id
     )
+    records = link_near_duplicates(records, history, max_distance)
     ctx.catalog.save_table(f"{STAGE}/documents", records)
     ctx.catalog.save_table(f"{STAGE}/pages", pages)
     ctx.metadata.save_preprocess_results(ctx.run_id, records)

@@ -342,7 +342,7 @@ def test_run_lifecycle(metadata_store):
         metadata_store.finish_run("run-1", "done", {})
 
 
-def test_preprocess_results_upsert_per_run_and_feed_phash_history(metadata_store):
+def test_preprocess_results_upsert_per_run_and_feed_near_duplicate_search(metadata_store):
     metadata_store.save_preprocess_results("run-1", [preprocess_record(1), preprocess_record(2)])
     metadata_store.save_preprocess_results(
         "run-1", [preprocess_record(2, clarity=0.3, near_duplicate_of=sha(1), near_duplicate_distance=4)]
@@ -359,11 +359,10 @@ def test_preprocess_results_upsert_per_run_and_feed_phash_history(metadata_store
     run_2 = {record.sha256: record for record in metadata_store.preprocess_results("run-2")}
     assert (run_2[sha(2)].clarity, run_2[sha(3)].min_dpi) == (0.8, None)
 
-    history = metadata_store.phashes()
-    assert sorted(history) == sorted([(sha(1), f"{1:016x}"), (sha(2), f"{2:016x}"), (sha(3), f"{3:016x}")])
-    assert sorted(metadata_store.phashes(exclude_run_id="run-2")) == sorted(
-        [(sha(1), f"{1:016x}"), (sha(2), f"{2:016x}")]
-    )
+    query = [(sha(4), f"{1:016x}")]
+    assert metadata_store.nearest_phashes(query, 22) == {sha(4): (0, sha(1))}
+    assert metadata_store.nearest_phashes(query, 22, exclude_run_id="run-1") == {sha(4): (1, sha(3))}
+    assert metadata_store.nearest_phashes([(sha(1), f"{1:016x}")], 0) == {}  # never itself
 
 
 def test_from_settings_creates_the_sqlite_file_under_data_dir(tmp_path):

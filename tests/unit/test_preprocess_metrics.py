@@ -62,7 +62,7 @@ def test_text_layer_dpi_and_page_count(corpus):
 def test_rescans_are_linked_to_their_original_and_nothing_else(corpus):
     names = good_files(corpus)
     records = [measured(corpus, name) for name in names]
-    linked = link_near_duplicates(records, history=[], max_distance=22)
+    linked = link_near_duplicates(records, history={}, max_distance=22)
     found = {name: record.near_duplicate_of for name, record in zip(names, linked) if record.near_duplicate_of}
     expected = {name: corpus.labels[name]["near_duplicate_of"] for name in names
                 if corpus.labels[name]["near_duplicate_of"]}
