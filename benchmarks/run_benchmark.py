@@ -444,10 +444,11 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         largest = noops[-1]
         rows.append(("no-op rerun", f"{largest['noop_rerun']['seconds']:.1f} s", f"< {TARGETS['noop_seconds']:.0f} s",
                      f"over {largest['corpus_documents']} known docs (target at 10,000)"))
-    noop = (result.get("noop_rerun_benchmark") or {})
-    if found := headline(noop.get("figures"), "seconds"):
-        rows.append(("no-op rerun (noop_rerun.py)", f"{found[1]:.2f} s", f"< {TARGETS['noop_seconds']:.0f} s",
-                     f"{found[0]}, {noop['documents']:,} docs"))
+    if noop := result.get("noop_rerun_benchmark"):
+        found = headline(noop.get("figures"), "seconds")
+        rows.append(("no-op rerun (noop_rerun.py)", f"{found[1]:.2f} s" if found else "-",
+                     f"< {TARGETS['noop_seconds']:.0f} s", f"{found[0]}, {noop['documents']:,} docs" if found
+                     else noop.get("skipped") or noop.get("error") or f"no seconds figure in {noop.get('figures')}"))
     if texts:
         peaks = [t["peak_tree_rss_mb"] for t in texts]
         growth = peaks[-1] / peaks[0] if len(peaks) > 1 and peaks[0] else None
@@ -459,7 +460,8 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     found = headline(lookup.get("figures"), "ms")
     rows.append(("near-dup lookup", f"{found[1]:.2f} ms" if found else "-", f"< {TARGETS['lookup_ms']:.0f} ms/doc",
                  f"{found[0]}, {lookup['stored']:,} stored hashes" if found
-                 else lookup.get("skipped") or lookup.get("error") or "not run (--lookup-hashes 1000000)"))
+                 else lookup.get("skipped") or lookup.get("error") or (lookup and f"no ms figure in {lookup.get('figures')}")
+                 or "not run (--lookup-hashes 1000000)"))
     for name, run in (("text", text), ("scans", scans)):
         if run:
             acc = run["accuracy"]
