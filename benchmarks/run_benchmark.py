@@ -389,7 +389,7 @@ def optional_benchmark(module: str, function: str, *call_args: Any) -> dict[str,
     return {"figures": figures, "seconds": round(time.perf_counter() - started, 2)}
 
 
-SETUP_WORDS = {"setup", "build", "seed", "populate", "insert", "generate", "corpus"}
+SETUP_WORDS = {"setup", "build", "fill", "seed", "populate", "insert", "generate", "corpus"}
 
 
 def headline(figures: dict[str, Any] | None, unit: str) -> tuple[str, float] | None:
