@@ -105,9 +105,9 @@ class PageStats(Record):
     width_px: int
     height_px: int
     dpi: float | None
-    sharpness: float
-    noise: float
-    clarity: float
+    sharpness: float | None  # None on a page with a text layer: no scan to judge
+    noise: float | None
+    clarity: float | None
     text_chars: int
 
 
@@ -118,7 +118,7 @@ class PreprocessRecord(Record):
     format: DocumentFormat
     pages: int
     has_text_layer: bool
-    clarity: float
+    clarity: float | None  # mean over scanned pages; None when every page has a text layer
     min_dpi: float | None
     phash: str
     fingerprint: str

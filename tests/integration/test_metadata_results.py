@@ -77,7 +77,7 @@ def alembic_config(conn: sa.Connection) -> Config:
     return config
 
 
-HEAD = "0006"  # the newest migration: bump it with each new one
+HEAD = "0007"  # the newest migration: bump it with each new one
 
 
 def head_revision() -> str:

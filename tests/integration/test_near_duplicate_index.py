@@ -1,4 +1,4 @@
-"""Near-duplicate search through the band index (migration 0006) links exactly what comparing
+"""Near-duplicate search through the band index (migration 0007) links exactly what comparing
 with every stored hash linked, on SQLite and Postgres, and forgets what recovery discards."""
 
 from __future__ import annotations

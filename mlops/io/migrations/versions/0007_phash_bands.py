@@ -1,8 +1,8 @@
 """Perceptual-hash band index: near-duplicate search that does not read every stored hash.
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2025-01-06 00:00:00
+Revision ID: 0007
+Revises: 0006
+Create Date: 2025-01-07 00:00:00
 
 ``phash_bands`` holds, for each preprocess result, 12 integer keys, one per band of its 256-bit
 perceptual hash (band number * 2**22 + the band's 21-22 bits, bands taken from the least
@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0005"
+revision: str = "0007"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
