@@ -2,7 +2,8 @@
 layer, and re-scan detection by perceptual hash."""
 
 import numpy as np
-from PIL import ImageFilter
+import pytest
+from PIL import Image, ImageFilter
 
 from mlops.documents import iter_pages, sniff_format
 from mlops.stages.preprocess_documents import (
@@ -10,6 +11,7 @@ from mlops.stages.preprocess_documents import (
     link_near_duplicates,
     measure,
     page_quality,
+    skew_angle,
     summarise,
 )
 
@@ -51,10 +53,11 @@ def test_blur_lowers_clarity_and_noise_does_not_raise_it(corpus):
 def test_text_layer_dpi_and_page_count(corpus):
     text_pdf = measured(corpus, good_files(corpus, format="pdf", dpi=None)[0])
     assert text_pdf.has_text_layer and text_pdf.min_dpi is None
+    assert text_pdf.clarity is None  # born digital: no scan quality to judge, so none is made up
     for name in good_files(corpus, format="png") + good_files(corpus, format="tiff"):
         record = measured(corpus, name)
         label = corpus.labels[name]
-        assert not record.has_text_layer
+        assert not record.has_text_layer and 0 <= record.clarity <= 1
         assert record.pages == label["pages"]
         assert abs(record.min_dpi - label["dpi"]) < 1
 
@@ -68,3 +71,10 @@ def test_rescans_are_linked_to_their_original_and_nothing_else(corpus):
                 if corpus.labels[name]["near_duplicate_of"]}
     assert expected
     assert found == expected
+
+
+def test_deskew_finds_the_angle_that_sets_a_tilted_page_upright(corpus):
+    page = clean_page(corpus)
+    for tilt in (-2.0, -0.75, 1.5):
+        tilted = page.rotate(tilt, fillcolor=255, resample=Image.BILINEAR)
+        assert skew_angle(tilted) == pytest.approx(-tilt, abs=0.25)
