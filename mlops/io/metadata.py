@@ -44,6 +44,7 @@ import random
 import socket
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -58,7 +59,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mlops.errors import LeaseLost, MlopsError, RunBusy, RunSuperseded
-from mlops.io.phash_index import band_keys, hash_value, nearest, probe_keys
+from mlops.io.phash_index import band_keys, can_probe, hash_value, nearest, probe_keys
 from mlops.models import (
     DocumentFormat,
     DocumentRecord,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 IN_CHUNK = 400  # rows or tuples per statement: far below SQLite's bound-parameter limit
+LOOKUP_BATCH = 20  # documents per near-duplicate lookup: ~5,000 band keys, an index scan on any planner
 _MIGRATION_LOCK_KEY = 0x6D6C6F7073  # pg_advisory_xact_lock key: one migrator at a time
 _LEASE_LOCK_KEY = 0x6D6C6F7074  # pg_advisory_xact_lock key: one lease change at a time
 LEASE_NAME = "pipeline"  # the one lease of a store: one live run per landing area and database
@@ -1091,27 +1093,58 @@ class MetadataStore:
         Results saved by ``exclude_run_id`` are left out (a run looks for earlier documents).
 
         Each lookup reads only the rows sharing a probed band key (:mod:`mlops.io.phash_index`),
-        a few hundred at a million stored hashes, so its cost does not grow with the archive."""
-        results, bands = PreprocessResult.__table__, PhashBand.__table__
-        stored = sa.select(results.c.sha256, results.c.phash).distinct()
+        about a hundred at a million stored hashes, so its cost does not grow with the archive.
+        Documents are looked up ``LOOKUP_BATCH`` at a time, a few statements per batch."""
+        results = PreprocessResult.__table__
+        stored = sa.select(results.c.id, results.c.sha256, results.c.phash)
         if exclude_run_id is not None:
             stored = stored.where(results.c.run_id != exclude_run_id)
-        probed = stored.join(bands, bands.c.result_id == results.c.id)
+        pending = list(dict(queries).items())
         found: dict[str, tuple[int, str]] = {}
         with self.engine.connect() as conn:
-            everything = None
-            for sha, phash in dict.fromkeys(queries):
-                probes = probe_keys(phash, max_distance)
-                if probes is not None:
-                    rows = [row for chunk in _chunks(probes)
-                            for row in conn.execute(probed.where(bands.c.band_key.in_(chunk), results.c.sha256 != sha))]  # fmt: skip
-                else:  # a distance too large for the bands to help: compare with everything
-                    everything = everything if everything is not None else conn.execute(stored).all()
-                    rows = everything
-                candidates = ((row.sha256, hash_value(row.phash)) for row in rows)
-                if best := nearest(hash_value(phash), candidates, max_distance, exclude_sha256=sha):
-                    found[sha] = best
+            if not can_probe(max_distance):  # too far for the bands to help: compare with everything
+                everything = [(row.sha256, hash_value(row.phash)) for row in conn.execute(stored)]
+                for sha, phash in pending:
+                    if best := nearest(hash_value(phash), everything, max_distance, exclude_sha256=sha):
+                        found[sha] = best
+                return found
+            for batch in _chunks(pending, LOOKUP_BATCH):
+                found.update(self._nearest_by_bands(conn, batch, max_distance, stored))
         return found
+
+    def _nearest_by_bands(
+        self, conn: Connection, batch: Sequence[tuple[str, str]], max_distance: int, stored: sa.Select[Any]
+    ) -> dict[str, tuple[int, str]]:
+        """Two statements, not a join: planners misjudge how few rows the probes match, and a
+        hash join over every stored result costs what the index is there to save."""
+        results, bands = PreprocessResult.__table__, PhashBand.__table__
+        asked_by: defaultdict[int, list[str]] = defaultdict(list)
+        for sha, phash in batch:
+            for key in probe_keys(phash, max_distance) or ():
+                asked_by[key].append(sha)
+        candidates: defaultdict[str, set[int]] = defaultdict(set)
+        probed = sa.select(bands.c.band_key, bands.c.result_id).where(self._one_of(bands.c.band_key, "keys"))
+        for key, result_id in conn.execute(probed, {"keys": sorted(asked_by)}):
+            for sha in asked_by[key]:
+                candidates[sha].add(result_id)
+        ids = sorted(set().union(*candidates.values()))
+        rows = conn.execute(stored.where(self._one_of(results.c.id, "ids")), {"ids": ids})
+        hashes = {row.id: (row.sha256, hash_value(row.phash)) for row in rows}
+        found = {}
+        for sha, phash in batch:
+            near = (hashes[result_id] for result_id in candidates[sha] if result_id in hashes)
+            if best := nearest(hash_value(phash), near, max_distance, exclude_sha256=sha):
+                found[sha] = best
+        return found
+
+    def _one_of(self, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+        """``column`` equal to one of the list bound to ``name``, sent as one parameter (an array
+        on Postgres, a JSON array on SQLite): an IN list of thousands of parameters costs more
+        to render and plan than the lookup itself."""
+        if self.is_postgres:
+            return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+        values = sa.func.json_each(sa.bindparam(name, type_=sa.JSON)).table_valued("value")
+        return column.in_(sa.select(values.c.value))
 
     # -- extractions ------------------------------------------------------------------------
 

@@ -80,6 +80,11 @@ def _band_flips(radius: int) -> tuple[tuple[int, ...], ...] | None:
     )
 
 
+def can_probe(max_distance: int) -> bool:
+    """Whether probing the bands beats comparing with every hash at this distance."""
+    return _band_flips(radius_for(max_distance)) is not None
+
+
 def probe_keys(phash: str, max_distance: int) -> list[int] | None:
     """Keys that some band of every hash within ``max_distance`` has; None when there would be
     more than ``MAX_PROBES`` of them (scan instead)."""

@@ -50,7 +50,8 @@ def linked_by_scan(
     return links
 
 
-def test_index_links_the_same_earlier_documents_as_a_scan_of_every_hash(metadata_store):
+@pytest.mark.parametrize("max_distance", [MAX_DISTANCE, 60])  # 60: past the bands, a scan
+def test_index_links_the_same_earlier_documents_as_a_scan_of_every_hash(metadata_store, max_distance):
     rng = random.Random(11)
     stored = [record(n, phash) for n, phash in enumerate(clustered(rng, 1200))]
     metadata_store.save_preprocess_results("run-1", stored[:700])
@@ -65,13 +66,13 @@ def test_index_links_the_same_earlier_documents_as_a_scan_of_every_hash(metadata
     new += [stored[3], stored[800]]  # documents measured before: never their own near-duplicate
     rng.shuffle(new)
 
-    history = metadata_store.nearest_phashes([(rec.sha256, rec.phash) for rec in new], MAX_DISTANCE,
+    history = metadata_store.nearest_phashes([(rec.sha256, rec.phash) for rec in new], max_distance,
                                              exclude_run_id="run-3")  # fmt: skip
     links = [(rec.near_duplicate_of, rec.near_duplicate_distance)
-             for rec in link_near_duplicates(new, history, MAX_DISTANCE)]  # fmt: skip
+             for rec in link_near_duplicates(new, history, max_distance)]  # fmt: skip
 
     everything = [(rec.sha256, rec.phash) for rec in stored]
-    assert links == linked_by_scan(new, everything, MAX_DISTANCE)
+    assert links == linked_by_scan(new, everything, max_distance)
     assert sum(link != (None, None) for link in links) > 100
 
 
