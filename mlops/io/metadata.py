@@ -870,6 +870,15 @@ class MetadataStore:
         return self._one(sa.select(Document.__table__).where(Document.sha256 == sha256))
 
     @_retried
+    def document_statuses(self, shas: Iterable[str]) -> dict[str, str]:
+        """The status of each of these documents that is registered."""
+        table = Document.__table__
+        with self.engine.connect() as conn:
+            return {sha: status for chunk in _chunks(list(dict.fromkeys(shas)))
+                    for sha, status in conn.execute(sa.select(table.c.sha256, table.c.status)
+                                                    .where(table.c.sha256.in_(chunk)))}  # fmt: skip
+
+    @_retried
     def documents(
         self, run_id: str | None = None, status: DocumentStatus | str | None = None
     ) -> list[dict[str, Any]]:
@@ -980,6 +989,16 @@ class MetadataStore:
         )
         with self.engine.connect() as conn:
             return set(conn.scalars(query))
+
+    @_retried
+    def processed_among(self, shas: Iterable[str], pipeline_version: str) -> set[str]:
+        """Those of these documents this pipeline version has processed (by the unique index:
+        the cost follows how many are asked, not how many were ever processed)."""
+        table = ProcessedDocument.__table__
+        with self.engine.connect() as conn:
+            return {sha for chunk in _chunks(list(dict.fromkeys(shas)))
+                    for sha in conn.scalars(sa.select(table.c.sha256).where(
+                        table.c.sha256.in_(chunk), table.c.pipeline_version == pipeline_version))}  # fmt: skip
 
     @_retried
     def mark_processed(self, shas: Iterable[str], pipeline_version: str, run_id: str) -> int:

@@ -78,6 +78,8 @@ class RefusedEntry:
 def _escape(name: str, template: str, also: str = "") -> str:
     """Characters in ``also``, control characters and undecodable bytes (surrogate escapes, as
     os.fsdecode leaves them) written byte by byte with ``template``."""
+    if name.isascii() and name.isprintable() and not any(char in name for char in also):
+        return name  # the common case, without looking at each character
     return "".join(
         "".join(template.format(byte) for byte in char.encode("utf-8", "surrogateescape"))
         if char in also or unicodedata.category(char) in ("Cc", "Cs")

@@ -44,14 +44,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     clean_up_stopped_runs(ctx, STAGE)
     listed, set_aside = landing_entries(ctx)
     claims = ctx.metadata.landing_claims((obj.key, obj.etag) for obj in listed)
-    processed = set() if ctx.reprocess else ctx.metadata.processed_set(ctx.settings.pipeline_version)
+    finished = set() if ctx.reprocess else finished_documents(ctx, {claim["sha256"] for claim in claims.values()})
 
     unclaimed, skipped = [], 0
     for obj in listed:
         claim = claims.get((obj.key, obj.etag))
         if claim is None:
             unclaimed.append(obj)
-        elif claim["run_id"] != ctx.run_id and _finished(ctx, claim["sha256"], processed):
+        elif claim["run_id"] != ctx.run_id and claim["sha256"] in finished:
             skipped += 1
         elif claim["run_id"] != ctx.run_id:
             ctx.metadata.reassign_landing_object(obj.key, obj.etag, ctx.run_id)
@@ -123,13 +123,13 @@ def record_set_aside(ctx: StageContext, entry: RefusedEntry) -> None:
     ctx.audit(STAGE, "refused", name=entry.name, reason=entry.reason, detail=entry.detail)
 
 
-def _finished(ctx: StageContext, sha256: str, processed: set[str]) -> bool:
-    """Processed by this pipeline version, or quarantined; ``reprocess`` takes both again (a
-    changed limit can release a quarantined document)."""
-    if ctx.reprocess:
-        return False
-    document = ctx.metadata.get_document(sha256)
-    return sha256 in processed or (document is not None and document["status"] == DocumentStatus.QUARANTINED)
+def finished_documents(ctx: StageContext, shas: set[str]) -> set[str]:
+    """Those of ``shas`` processed by this pipeline version or quarantined, read in bulk (a
+    no-op run over a large landing area asks a few queries, not one per object). ``reprocess``
+    takes both again (a changed limit can release a quarantined document)."""
+    processed = ctx.metadata.processed_among(shas, ctx.settings.pipeline_version)
+    statuses = ctx.metadata.document_statuses(shas - processed)
+    return processed | {sha for sha, status in statuses.items() if status == DocumentStatus.QUARANTINED}
 
 
 def take(ctx: StageContext, obj: ObjectInfo) -> None:

@@ -390,3 +390,16 @@ def test_from_settings_takes_postgres_from_an_airflow_connection(postgres_url, m
         assert store.claim_landing_object("run-2", "landing/loan-1.pdf", "e", 1, sha(1), False) is False
     finally:
         store.dispose()
+
+
+def test_processed_and_status_lookups_answer_for_the_documents_asked(metadata_store):
+    for n in (1, 2, 3):
+        metadata_store.register_document(document(n), "run-1")
+    metadata_store.update_document(sha(2), status=DocumentStatus.QUARANTINED)
+    metadata_store.mark_processed([sha(1), sha(3)], "v1", "run-1")
+    metadata_store.mark_processed([sha(3)], "v2", "run-1")
+
+    assert metadata_store.processed_among([sha(1), sha(2), sha(4)], "v1") == {sha(1)}
+    assert metadata_store.processed_among([sha(1), sha(2)], "v2") == set()
+    statuses = metadata_store.document_statuses([sha(2), sha(3), sha(4)])
+    assert statuses == {sha(2): "quarantined", sha(3): "acquired"}
