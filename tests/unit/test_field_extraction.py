@@ -108,8 +108,6 @@ def test_values_in_prose_and_labels_mid_sentence(model_file: str) -> None:
     assert found["monthly_payment"] == 94.94
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the generator's letterheads are large and bold, and the "
-                   "servicer is named again elsewhere, so a lone plain sender line scores 0.37 < 0.5")  # fmt: skip
 def test_a_servicer_named_only_in_a_plain_sender_line(model_file: str) -> None:
     data = pdf([(72, 72, "Harborlight Education Finance"), (72, 110, "Dear Daniel Brennan,"),
                 (72, 140, "RE: Acct. No. HL-90817263 - your loan of $8,250.00 at 6.8%.")])  # fmt: skip
