@@ -1,25 +1,5 @@
 """Turning document bytes into structured loan data: pages as words with geometry (text layer or
-OCR), field candidates ranked by a trained model, and a trained document-type classifier."""
+OCR), field candidates ranked by a trained model, and a trained document-type classifier.
 
-from mlops.extraction.extractors import (
-    BuiltinExtractor,
-    ExtractJob,
-    Extractor,
-    ExtractorUnavailable,
-    HttpExtractor,
-    extract_document,
-    make_extractor,
-)
-from mlops.extraction.ocr import ensure_tesseract, ocr_page
-
-__all__ = [
-    "BuiltinExtractor",
-    "ExtractJob",
-    "Extractor",
-    "ExtractorUnavailable",
-    "HttpExtractor",
-    "ensure_tesseract",
-    "extract_document",
-    "make_extractor",
-    "ocr_page",
-]
+The package imports none of its modules: :mod:`mlops.extraction.extractors` pulls in
+scikit-learn and the OCR engine (~2 s), which a stage that only scores labels must not pay."""

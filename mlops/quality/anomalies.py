@@ -389,8 +389,6 @@ class IsolationForestDetector:
         self.window: dict[str, Any] = {"detector": self.name, "trained": False}
 
     def detect(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> list[Finding]:
-        from sklearn.ensemble import IsolationForest
-
         history = pd.DataFrame() if history is None else history.tail(self.config.max_history_rows)
         past, batch = forest_features(history), forest_features(frame)
         settings = self.config.model_dump(exclude={"enabled", "severity"})
@@ -404,6 +402,11 @@ class IsolationForestDetector:
                 f"{self.config.min_history_rows} needed (anomalies.isolation_forest.min_history_rows)"
             )
             return []
+        if batch.empty:
+            self.window["skipped"] = "no extraction in this run has every numeric field"
+            return []
+        from sklearn.ensemble import IsolationForest  # ~1.5 s: only for a forest to grow
+
         training = pd.concat([past, batch])
         self.model = IsolationForest(
             n_estimators=self.config.n_estimators,
@@ -413,8 +416,6 @@ class IsolationForestDetector:
         threshold = -float(self.model.offset_)
         run_ids = sorted(set(history.loc[past.index, "run_id"])) if "run_id" in history else []
         self.window |= {"trained": True, "threshold": round(threshold, 4), "run_ids": run_ids}
-        if batch.empty:
-            return []
         medians = training.median()
         spreads = (training.quantile(0.75) - training.quantile(0.25)).replace(0, np.nan)
         scores = -self.model.score_samples(_model_inputs(batch))

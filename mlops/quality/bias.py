@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame
+
+if TYPE_CHECKING:  # fairlearn imports scikit-learn (~2 s): only when a run has documents to assess
+    from fairlearn.metrics import MetricFrame
 
 DIMENSIONS: tuple[str, ...] = ("doc_type", "servicer", "format", "page_bucket", "scan_quality")
 METRICS: tuple[str, ...] = ("completeness", "mean_confidence", "validation_pass", "field_accuracy")
@@ -200,6 +202,8 @@ def _count_not_nan(y_true: Any, y_pred: Any) -> int:
 
 
 def _metric_frame(values: pd.Series, groups: pd.Series, with_count: bool = False) -> MetricFrame:
+    from fairlearn.metrics import MetricFrame
+
     metrics: Any = (
         {"value": _mean_ignoring_nan, "count": _count_not_nan} if with_count else _mean_ignoring_nan
     )

@@ -14,17 +14,17 @@ import json
 from collections.abc import Iterator
 from contextlib import suppress
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import ObjectNotFound
-from mlops.extraction.extractors import ExtractJob, extract_document, make_extractor
-from mlops.extraction.ocr import ensure_tesseract
-from mlops.extraction.trained_models import load_models
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
 from mlops.quarantine import quarantine, run_untrusted
 from mlops.run_data import acquired_documents, read_document
 from mlops.stages import StageContext, batch_count
 from mlops.workers import WorkerFailure
+
+if TYPE_CHECKING:
+    from mlops.extraction.extractors import ExtractJob
 
 STAGE = "extract_data"
 
@@ -112,6 +112,13 @@ class ExtractionCache:
 def _extract(
     ctx: StageContext, documents: list[tuple[DocumentRecord, DocumentFormat]]
 ) -> Iterator[tuple[DocumentRecord, Any]]:
+    if not documents:
+        return
+    # The extractors import scikit-learn and the OCR engine (~2 s): not in a run with nothing new.
+    from mlops.extraction.extractors import extract_document, make_extractor
+    from mlops.extraction.ocr import ensure_tesseract
+    from mlops.extraction.trained_models import load_models
+
     settings = ctx.settings
     formats = {doc.sha256: doc_format for doc, doc_format in documents}
     if settings.extract.extractor == "http":
@@ -124,14 +131,15 @@ def _extract(
         for doc, doc_format in documents:
             yield doc, extractor.extract(_job(ctx, doc, doc_format))
         return
-    if documents:
-        ensure_tesseract(settings.extract.tesseract_cmd)
-        load_models(str(settings.extractor_model_file))
+    ensure_tesseract(settings.extract.tesseract_cmd)
+    load_models(str(settings.extractor_model_file))
     docs = [doc for doc, _ in documents]
     yield from run_untrusted(ctx, STAGE, extract_document, docs, lambda doc: _job(ctx, doc, formats[doc.sha256]), "extract")
 
 
 def _job(ctx: StageContext, doc: DocumentRecord, doc_format: DocumentFormat) -> ExtractJob:
+    from mlops.extraction.extractors import ExtractJob
+
     settings = ctx.settings
     return ExtractJob(
         sha256=doc.sha256,

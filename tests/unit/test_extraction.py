@@ -22,15 +22,15 @@ from pypdf import PdfReader, PdfWriter
 
 from mlops.document_families import FAMILIES, family_document
 from mlops.errors import DependencyMissing
-from mlops.extraction import (
+from mlops.extraction.extractors import (
     ExtractJob,
     ExtractorUnavailable,
     HttpExtractor,
-    ensure_tesseract,
     extract_document,
     make_extractor,
 )
 from mlops.extraction.evaluation import accuracy_by_group, field_matches, value_matches
+from mlops.extraction.ocr import ensure_tesseract
 from mlops.models import DOCUMENT_TYPES, DocumentFormat, Extraction
 from mlops.sample_data import generate_corpus
 from mlops.workers import WorkerFailure, run_sandboxed
