@@ -11,7 +11,7 @@ The report's own links (validation page, shared plotly asset) are relative and r
 from __future__ import annotations
 
 import mimetypes
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag
@@ -80,9 +80,9 @@ def report_url(base_url: str, run_id: str, name: str = REPORT_PAGE) -> str:
 
 class MlopsPlugin(AirflowPlugin):
     name = "loan_document_reports"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "Loan document reports"}]
+    fastapi_apps: ClassVar[list[dict]] = [{"app": app, "url_prefix": URL_PREFIX, "name": "Loan document reports"}]
     # hrefs without a leading slash resolve against the UI's base URL, so a path prefix still works
-    external_views = [
+    external_views: ClassVar[list[dict]] = [
         {"name": "Report", "href": f"{URL_PREFIX.lstrip('/')}/reports/{{RUN_ID}}/{REPORT_PAGE}",
          "destination": "dag_run", "url_route": "report"},
         {"name": "Latest report", "href": f"{URL_PREFIX.lstrip('/')}/reports/latest/{REPORT_PAGE}",

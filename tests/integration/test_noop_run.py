@@ -31,7 +31,7 @@ def test_a_run_with_nothing_new_does_not_import_great_expectations(tmp_path):
     }
     env.pop("MLOPS_METADATA__URL", None)
     done = subprocess.run([sys.executable, "-c", RUN_AND_REPORT_IMPORTS], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome == {"new": 0, "status": "warning", "gx_imported": False}, done.stderr[-2000:]

@@ -22,6 +22,7 @@ from pypdf import PdfReader, PdfWriter
 
 from mlops.document_families import FAMILIES, family_document
 from mlops.errors import DependencyMissing
+from mlops.extraction.evaluation import accuracy_by_group, field_matches, value_matches
 from mlops.extraction.extractors import (
     ExtractJob,
     ExtractorUnavailable,
@@ -29,7 +30,6 @@ from mlops.extraction.extractors import (
     extract_document,
     make_extractor,
 )
-from mlops.extraction.evaluation import accuracy_by_group, field_matches, value_matches
 from mlops.extraction.ocr import ensure_tesseract
 from mlops.models import DOCUMENT_TYPES, DocumentFormat, Extraction
 from mlops.sample_data import generate_corpus
