@@ -41,11 +41,13 @@ LEASE_ENV = {"MLOPS_LEASE__TTL_SECONDS": "8", "MLOPS_LEASE__HEARTBEAT_SECONDS": 
 RUN_TIMEOUT = 180
 # `python -m mlops ARGS` whose process group is SIGKILLed when it first writes an object whose key
 # matches $KILL_AT_KEY (with $KILL_MID_WRITE=1 halfway through writing it): a kill at an exact point.
+# With $KILL_SIGNAL=SIGTERM the run's own process gets a SIGTERM there instead, once.
 KILLED_AT_A_WRITE = """
 import os, re, signal, sys
 from mlops.io import objects
 
 pattern, put_bytes = re.compile(os.environ["KILL_AT_KEY"]), objects.LocalDirStore.put_bytes
+terms = []
 
 def kill(out=None):
     if out is not None:
@@ -54,7 +56,11 @@ def kill(out=None):
     os.killpg(0, signal.SIGKILL)
 
 def put_bytes_then_die(self, key, data, **options):
-    if pattern.search(key):
+    if pattern.search(key) and os.environ.get("KILL_SIGNAL") == "SIGTERM":
+        if not terms:
+            terms.append(key)
+            os.kill(os.getpid(), signal.SIGTERM)
+    elif pattern.search(key):
         objects._write_atomic(self._path(key), kill) if os.environ.get("KILL_MID_WRITE") else kill()
     return put_bytes(self, key, data, **options)
 
@@ -384,6 +390,27 @@ def test_a_run_killed_in_any_stage_loses_nothing_and_the_next_reports_every_file
     assert code == 0, stderr[-3000:]
     assert metadata.get_run(dead)["outcome"] == "abandoned"
     reported_once(published_summary(settings, "latest"), small_corpus)
+    assert_each_landing_file_processed_once(metadata, small_corpus)
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES[:-1])
+def test_a_run_sigtermed_in_any_stage_closes_as_interrupted_and_the_next_finishes_every_file_once(
+    stage, tmp_path, small_corpus
+):
+    settings = landed(tmp_path, small_corpus)
+    metadata = migrated(settings.metadata_url)
+
+    code, _, stderr = finish(launch(settings, kill_at=rf"^runs/[^/]+/{stage}/", KILL_SIGNAL="SIGTERM"))
+
+    assert code == EXIT_INTERRUPTED, stderr[-3000:]
+    (stopped,) = [run["run_id"] for run in metadata.runs()]
+    assert f"run {stopped} interrupted: stopped by SIGTERM during {stage}" in stderr
+    assert "Traceback" not in stderr
+    assert metadata.get_run(stopped)["outcome"] == "interrupted" and metadata.lease() is None
+    code, _, stderr = finish(launch(settings))
+
+    assert code == 0, stderr[-3000:]
+    assert metadata.get_run(stopped)["outcome"] == "interrupted"
     assert_each_landing_file_processed_once(metadata, small_corpus)
 
 
