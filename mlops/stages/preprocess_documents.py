@@ -1,13 +1,13 @@
 """preprocess_documents: measure every accepted document before extraction.
 
 Per page: pixel size, source DPI, text-layer size and, for scanned pages (pages without a text
-layer), a clarity score in [0, 1]. Plain Laplacian
-variance rewards noise (it roughly doubles on a noisy scan), so sharpness is measured after a
-3x3 median filter and the score is discounted by a robust noise estimate (MAD of the residual).
-Per document: a perceptual hash of page 1 and a fingerprint of all pages, used to find
-re-scanned near-duplicates of documents seen in this or any earlier run. Scanned pages are
-deskewed, and every page is cropped to its ink, before hashing: a 2-degree rotation alone moves a plain pHash further than
-the distance between two different letters printed from one template.
+layer), a clarity score in [0, 1]. Plain Laplacian variance rewards noise (it roughly doubles on
+a noisy scan), so sharpness is measured after a 3x3 median filter and the score is discounted by
+a robust noise estimate (MAD of the residual). Per document: a perceptual hash of page 1 and a
+fingerprint of all pages, used to find re-scanned near-duplicates of documents seen in this or
+any earlier run. Scanned pages are deskewed, and every page is cropped to its ink, before
+hashing: a 2-degree rotation alone moves a plain pHash further than the distance between two
+different letters printed from one template.
 """
 
 from __future__ import annotations
