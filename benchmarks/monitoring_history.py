@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,25 +73,10 @@ def database(backend: str, data_dir: Path, admin_url: str | None) -> Iterator[st
     if backend == "sqlite":
         yield f"sqlite:///{data_dir / 'metadata' / 'metadata.db'}"
         return
-    import psycopg2
-    from sqlalchemy.engine import make_url
+    from near_duplicates import throwaway_postgres  # this directory is the script's: sys.path[0]
 
-    admin = make_url(admin_url or os.environ.get("MLOPS_TEST_POSTGRES_ADMIN_URL") or "postgresql://postgres@127.0.0.1/postgres")
-    name = f"mlops_bench_{uuid.uuid4().hex[:8]}"
-
-    def execute(sql: str) -> None:
-        connection = psycopg2.connect(host=admin.host, port=admin.port or 5432, user=admin.username,
-                                      password=admin.password, dbname=admin.database or "postgres")  # fmt: skip
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-        connection.close()
-
-    execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
-    finally:
-        execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres(admin_url) as url:
+        yield url
 
 
 def median_seconds(action: Callable[[], object], repeat: int) -> float:
