@@ -280,35 +280,14 @@ def reference_pages(landing: Path, rows: list[dict], ocr_dpi: int, out: Path) ->
     """Every scanned page as the platform OCRs it (grayscale, upright, PDF pages rendered and
     image pages downscaled to at most ``ocr_dpi``, never upsampled), written as PNG, with the DPI
     the platform tells Tesseract: min(ocr_dpi, the scan's own resolution)."""
-    import io
 
-    import pypdfium2 as pdfium
-    from PIL import Image, ImageOps
+    from mlops.documents import iter_pages, sniff_format
 
     out.mkdir(parents=True, exist_ok=True)
     pages: list[tuple[Path, int]] = []
     for row in rows:
         data = (landing / row["filename"]).read_bytes()
-        images: list[tuple[Image.Image, float | None]] = []
-        if row["format"] == "pdf":
-            pdf = pdfium.PdfDocument(data)
-            for page in pdf:
-                width_pt = page.get_width()
-                sizes = [obj.get_px_size() for obj in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_IMAGE,))]
-                source = max(w for w, _ in sizes) * 72 / width_pt if sizes else None
-                scale = min(ocr_dpi, source or ocr_dpi) / 72
-                images.append((page.render(scale=scale, grayscale=True).to_pil().convert("L"), source))
-            pdf.close()
-        else:
-            with Image.open(io.BytesIO(data)) as image:
-                for index in range(getattr(image, "n_frames", 1)):
-                    image.seek(index)
-                    source = float(image.info["dpi"][0]) if image.info.get("dpi") else None
-                    page = ImageOps.exif_transpose(image).convert("L")
-                    if source and source > ocr_dpi:
-                        ratio = ocr_dpi / source
-                        page = page.resize((round(page.width * ratio), round(page.height * ratio)), Image.LANCZOS)
-                    images.append((page, source))
+        images = [(page.image, page.source_dpi) for page in iter_pages(data, sniff_format(data), ocr_dpi)]
         for index, (image, source) in enumerate(images):
             dpi = round(min(ocr_dpi, source)) if source else ocr_dpi
             path = out / f"{Path(row['filename']).stem}-p{index + 1}.png"
