@@ -19,10 +19,11 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
 from mlops.config import ENV_PREFIX, PrefixSettings, Settings, get_settings, project_dir, yaml_files
-from mlops.errors import ConfigError, LeaseLost, RunSuperseded, describe
+from mlops.errors import ConfigError, LeaseLost, RunInterrupted, RunSuperseded, describe
 from mlops.lineage import report_to_airflow as report_lineage
+from mlops.models import RunOutcome
 from mlops.run_summary import fails_run, verdict_line
-from mlops.stages import StageContext, normalise_run_id, open_context, run_stage
+from mlops.stages import StageContext, normalise_run_id, open_context, run_stage, stop_on_signals
 
 log = logging.getLogger("mlops.orchestration")
 # The XCom a task returns is its summary, except where a mapped task expands over one of its values.
@@ -61,7 +62,7 @@ def run_task(stage: str, context: dict[str, Any], batch: int | None = None) -> d
     allow_child_processes()
     params = context.get("params") or {}
     logical_date = context.get("logical_date") or context["dag_run"].run_after
-    with config_errors_fail_at_once(), runs_that_cannot_go_on_fail_at_once():
+    with config_errors_fail_at_once(), runs_that_cannot_go_on_fail_at_once(), stop_on_signals():
         settings = task_settings(params)
         report_lineage(stage, settings, context["run_id"])
         summary = run_stage(
@@ -140,12 +141,13 @@ def config_errors_fail_at_once() -> Iterator[None]:
 
 @contextmanager
 def runs_that_cannot_go_on_fail_at_once() -> Iterator[None]:
-    """A run whose documents another run has taken over (its lease expired between two tasks)
-    cannot go on: fail the task without retries. Another run being live is retried: the backoff
-    is the wait."""
+    """A run whose documents another run has taken over (its lease expired between two tasks), or
+    one stopped by a signal (the task killed from the UI or its worker shut down: SIGINT, then
+    SIGTERM) and closed as ``interrupted``, cannot go on: fail the task without retries. Another
+    run being live is retried: the backoff is the wait."""
     try:
         yield
-    except (RunSuperseded, LeaseLost) as error:
+    except (RunSuperseded, LeaseLost, RunInterrupted) as error:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"{error} (not retried)") from error
@@ -195,6 +197,11 @@ def record_task_failure(context: dict[str, Any]) -> None:
     if ctx is None:
         return
     task_id, message = context["task_instance"].task_id, describe(context.get("exception"))
+    if (ctx.metadata.get_run(ctx.run_id) or {}).get("outcome") == RunOutcome.INTERRUPTED:
+        log.error("task %s of run %s failed: %s; its documents go to the next run, which reports them",
+                  task_id, ctx.run_id, message)  # fmt: skip
+        send_task_failure_alert(ctx, task_id, message)
+        return
     try:
         published = publish_failure(ctx, task_id, message)
         log.error("%s | report: %s", verdict_line(published), published["links"].get("report") or published["report"])

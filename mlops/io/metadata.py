@@ -659,7 +659,7 @@ class MetadataStore:
         live. A free or expired lease is taken, and every other run still ``running`` is marked
         ``abandoned`` with its reason (their claims go to this run); returns their ids.
         ``continuing``: the run resumes past its first stage, which a run that was interrupted
-        or abandoned may not do once a later run has started (raises :class:`RunSuperseded`).
+        may not do, nor one abandoned once a later run has started (raises :class:`RunSuperseded`).
         """
         now = utcnow()
         table = RunLeaseRow.__table__
@@ -740,6 +740,12 @@ class MetadataStore:
 
     def _refuse_superseded(self, conn: Connection, run_id: str) -> None:
         own, later = self._superseded_by(conn, run_id)
+        if later is None and own is not None and own.outcome == RunOutcome.INTERRUPTED.value:
+            raise RunSuperseded(  # stopped on purpose, e.g. one of its mapped tasks marked failed in the UI
+                f"run {run_id!r} was interrupted ({own.outcome_reason}): it cannot go on, the next run takes "
+                f"over its unfinished documents. Start a new run instead.",
+                run_id="",
+            )
         if later is not None:
             raise RunSuperseded(
                 f"run {run_id!r} was {own.outcome} ({own.outcome_reason}) and run {later!r} has started since, "

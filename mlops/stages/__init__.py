@@ -43,6 +43,7 @@ STAGE_NAMES: tuple[str, ...] = (
 
 log = logging.getLogger("mlops.stages")
 STOP_SIGNALS: list[str] = []  # the stop signal stop_on_signals received, if any
+SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT (Ctrl-C)"}
 
 
 @dataclass
@@ -154,7 +155,7 @@ def run_stage(
 def interrupted(ctx: StageContext, stage: str, stop: BaseException) -> RunInterrupted:
     """Close the run as ``interrupted`` (reason, audit event, lease released, its documents'
     attempts not counted against them); return the error to raise, with the message to show."""
-    signal_name = stop.signal_name if isinstance(stop, RunInterrupted) else "SIGINT (Ctrl-C)"
+    signal_name = stop.signal_name if isinstance(stop, RunInterrupted) else SIGNAL_NAMES[signal.SIGINT]
     reason = f"stopped by {signal_name} during {stage}"
     try:
         ctx.metadata.stop_run(ctx.run_id, RunOutcome.INTERRUPTED, reason, stage=stage)
@@ -169,9 +170,11 @@ def interrupted(ctx: StageContext, stage: str, stop: BaseException) -> RunInterr
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`RunInterrupted` in the main thread, once: a
-    second SIGTERM while the run is closing is ignored (SIGKILL remains for the impatient). For
-    the CLI; Airflow handles the signals of its task processes itself."""
+    """While the block runs, SIGTERM or SIGINT raises :class:`RunInterrupted` in the main thread,
+    once: another while the run is closing is ignored (SIGKILL remains for the impatient). For the
+    CLI (Ctrl-C, ``kill``, docker stop) and for Airflow tasks, whose supervisor stops a task it
+    kills (marked failed in the UI, a worker shutting down) with SIGINT, then SIGTERM after 5 s:
+    Airflow's own SIGTERM handler only calls the operator's ``on_kill`` and lets the task go on."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -180,12 +183,13 @@ def stop_on_signals() -> Iterator[None]:
     def handler(signum: int, _frame: Any) -> None:
         if STOP_SIGNALS:
             return
-        STOP_SIGNALS.append(signal.Signals(signum).name)
+        STOP_SIGNALS.append(SIGNAL_NAMES.get(signum, signal.Signals(signum).name))
         raise RunInterrupted(STOP_SIGNALS[0])
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNAL_NAMES}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, former in previous.items():
+            signal.signal(signum, former)
         STOP_SIGNALS.clear()

@@ -56,11 +56,6 @@ def settings_env(settings) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def airflow_db():
-    subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, cwd=REPO)
-
-
 def airflow_dags_test(settings, conf: dict | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [AIRFLOW, "dags", "test", DAG_ID]
     if conf:

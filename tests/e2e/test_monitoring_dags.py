@@ -26,11 +26,6 @@ from tests.unit.labelled_tables import labelled_table, store_run
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def airflow_db():
-    subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, cwd=REPO)
-
-
 def airflow_dags_test(dag_id: str, settings, env: dict[str, str]) -> tuple[str, str]:
     """Run the DAG once; returns the DAG run's final state and the output."""
     command = [AIRFLOW, "dags", "test", dag_id]

@@ -27,7 +27,7 @@ from mlops.config import Settings
 from mlops.errors import RunSuperseded
 from mlops.io.metadata import MetadataStore
 from mlops.io.objects import TEMP_PREFIX, open_object_store
-from mlops.sample_data import LABELS_FILENAME, generate_corpus
+from mlops.sample_data import LABELS_FILENAME
 from mlops.stages import STAGE_NAMES, open_context
 from mlops.stages.generate_reports import publish_failure
 from tests.conftest import REPO
@@ -36,46 +36,9 @@ from tests.fixtures.postgres import _admin_url, _connect
 from tests.fixtures.s3_server import SeaweedS3
 
 pytestmark = pytest.mark.integration
-DOCUMENTS = 8  # text PDFs and scans: the scans' OCR keeps extract_data busy for seconds
 LEASE_ENV = {"MLOPS_LEASE__TTL_SECONDS": "8", "MLOPS_LEASE__HEARTBEAT_SECONDS": "0.5"}  # slack for a loaded machine
 RUN_TIMEOUT = 180
-# `python -m mlops ARGS` whose process group is SIGKILLed when it first writes an object whose key
-# matches $KILL_AT_KEY (with $KILL_MID_WRITE=1 halfway through writing it): a kill at an exact point.
-# With $KILL_SIGNAL=SIGTERM the run's own process gets a SIGTERM there instead, once.
-KILLED_AT_A_WRITE = """
-import os, re, signal, sys
-from mlops.io import objects
-
-pattern, put_bytes = re.compile(os.environ["KILL_AT_KEY"]), objects.LocalDirStore.put_bytes
-terms = []
-
-def kill(out=None):
-    if out is not None:
-        out.write(b"half an object")
-        out.flush()
-    os.killpg(0, signal.SIGKILL)
-
-def put_bytes_then_die(self, key, data, **options):
-    if pattern.search(key) and os.environ.get("KILL_SIGNAL") == "SIGTERM":
-        if not terms:
-            terms.append(key)
-            os.kill(os.getpid(), signal.SIGTERM)
-    elif pattern.search(key):
-        objects._write_atomic(self._path(key), kill) if os.environ.get("KILL_MID_WRITE") else kill()
-    return put_bytes(self, key, data, **options)
-
-objects.LocalDirStore.put_bytes = put_bytes_then_die
-from mlops.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-@pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("small-corpus")
-    generate_corpus(DOCUMENTS, 5, lambda name, data: (directory / name).write_bytes(data),
-                    max_file_bytes=TEST_MAX_FILE_BYTES, include_bad=False)  # fmt: skip
-    return directory
+KILLED_AT_A_WRITE = ["-m", "tests.fixtures.killed_at_a_write"]  # see its docstring
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +75,7 @@ def landed_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path, corp
 
 def launch(settings: Settings, *args: str, kill_at: str | None = None, **env: str) -> subprocess.Popen[str]:
     """``python -m mlops run`` (or ARGS), SIGKILLed at the first write of a key matching ``kill_at``."""
-    command = ["-c", KILLED_AT_A_WRITE, *(args or ["run"])] if kill_at else ["-m", "mlops", *(args or ["run"])]
+    command = [*KILLED_AT_A_WRITE, "mlops", *(args or ["run"])] if kill_at else ["-m", "mlops", *(args or ["run"])]
     variables = os.environ | LEASE_ENV | env | ({"KILL_AT_KEY": kill_at} if kill_at else {}) | {
         "MLOPS_DATA_DIR": str(settings.data_dir),
         "MLOPS_WORKERS": "2",

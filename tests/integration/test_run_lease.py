@@ -117,6 +117,10 @@ def test_a_stopped_run_is_closed_and_its_documents_are_not_blamed(metadata_store
     (event,) = metadata_store.events("stopped")
     assert (event["stage"], event["event"], event["details"]["reason"]) == (
         "extract_data", "interrupted", "stopped by SIGTERM during extract_data")  # fmt: skip
+    # its other tasks (e.g. the rest of a mapped extract_data) do not pick it up again
+    with pytest.raises(RunSuperseded, match="run 'stopped' was interrupted .* the next run takes over"):
+        metadata_store.acquire_lease("stopped", "host:2", ttl_seconds=60, continuing=True)
+    assert metadata_store.lease() is None
 
 
 def test_the_heartbeat_keeps_a_live_run_s_lease_and_notices_when_it_is_lost(metadata_store):
