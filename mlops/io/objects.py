@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -239,8 +239,8 @@ class ObjectStore(ABC):
         return len(keys)
 
     def remove_temp_files(self, prefix: str, older_than_seconds: float) -> list[str]:
-        """Remove what a writer killed mid-write left under folder ``prefix`` (files not touched
-        for ``older_than_seconds``); return their keys. An S3 PUT leaves no partial object."""
+        """Remove what a writer killed mid-write left under folder ``prefix`` (started more than
+        ``older_than_seconds`` ago); return their keys."""
         return []
 
 
@@ -483,6 +483,22 @@ class S3Store(ObjectStore):
         config = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024)
         with self._errors("upload", key):
             self.client.upload_file(str(path), self.bucket, validate_key(key), ExtraArgs=extra, Config=config)
+
+    def remove_temp_files(self, prefix: str, older_than_seconds: float) -> list[str]:
+        """A PUT leaves no partial object, but a multipart upload (:meth:`put_file`) killed midway
+        leaves its parts stored, unlisted and billed until it is aborted."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        aborted = []
+        with self._errors(f"list multipart uploads under {prefix!r} of"):
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=_folder(prefix))
+            for upload in (upload for page in pages for upload in page.get("Uploads", [])):
+                if upload["Initiated"] < cutoff:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted.append(upload["Key"])
+        return aborted
 
     @contextlib.contextmanager
     def open(self, key: str | ObjectInfo) -> Iterator[BinaryIO]:

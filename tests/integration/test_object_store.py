@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,6 +85,25 @@ def test_streaming_read(store: ObjectStore) -> None:
         first = stream.read(1024)
         rest = b"".join(iter(lambda: stream.read(256 * 1024), b""))
     assert first + rest == payload
+
+
+def test_a_multipart_upload_left_by_a_killed_writer_is_aborted_once_it_is_stale(s3_store: S3Store) -> None:
+    client, bucket = s3_store.client, s3_store.bucket
+    dead = client.create_multipart_upload(Bucket=bucket, Key="raw/ab/scan.tiff")["UploadId"]
+    client.upload_part(Bucket=bucket, Key="raw/ab/scan.tiff", UploadId=dead, PartNumber=1, Body=b"borrower " * 1000)
+    elsewhere = client.create_multipart_upload(Bucket=bucket, Key="landing/upload.pdf")["UploadId"]
+
+    def open_uploads() -> set[str]:
+        return {upload["UploadId"] for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+
+    assert s3_store.remove_temp_files("raw", older_than_seconds=3600) == []  # may still be writing
+    assert open_uploads() == {dead, elsewhere}
+    time.sleep(1.1)
+
+    assert s3_store.remove_temp_files("raw", older_than_seconds=1) == ["raw/ab/scan.tiff"]
+    assert open_uploads() == {elsewhere}  # outside the prefix: not the pipeline's
+    assert not s3_store.exists("raw/ab/scan.tiff")
+    client.abort_multipart_upload(Bucket=bucket, Key="landing/upload.pdf", UploadId=elsewhere)
 
 
 def test_large_file_upload_and_download(store: ObjectStore, tmp_path: Path) -> None:
