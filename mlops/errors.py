@@ -39,7 +39,8 @@ class RunBusy(MlopsError):
 
 
 class RunSuperseded(RunBusy):
-    """A stopped run cannot go on: it was interrupted, or a later run has taken over its unfinished documents."""
+    """A stopped run cannot go on: it was interrupted, or a later run has taken over its
+    unfinished documents."""
 
 
 class LeaseLost(RunBusy):
