@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mlops.cli import EXIT_BUSY, EXIT_INTERRUPTED
+from mlops.cli import EXIT_BUSY, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED
 from mlops.config import Settings
 from mlops.errors import RunSuperseded
 from mlops.io.metadata import MetadataStore
@@ -229,6 +229,36 @@ def test_a_postgres_run_rides_out_a_database_server_restart(tmp_path, small_corp
     assert code == 0, stderr[-3000:]
     assert "metadata store: " in stderr and "retrying in" in stderr  # it did meet the outage
     assert metadata.get_run(run_id)["outcome"] == "completed"
+    assert_each_landing_file_processed_once(metadata, small_corpus)
+
+
+def test_a_run_that_outlives_its_retry_budget_exits_4_and_the_next_run_closes_it_as_failed(
+    tmp_path, small_corpus, private_postgres
+):
+    """The database goes down mid-run and stays down past retry.max_attempts: the run stops with
+    an infrastructure error (it cannot record that itself); once the database is back, the next
+    run finds it abandoned, closes it as failed and finishes its documents."""
+    settings = landed(tmp_path, small_corpus, private_postgres.url)
+    metadata = migrated(private_postgres.url)
+    run = launch(settings, MLOPS_RETRY__MAX_ATTEMPTS="3", MLOPS_RETRY__MAX_BACKOFF_SECONDS="0.5")
+    run_id = wait_until(lambda: live_run(metadata), "the run holds the lease", run)
+    wait_until(lambda: stage_finished(metadata, run_id, "validate_documents"), "preprocessing starts", run)
+    metadata.dispose()
+    private_postgres.stop()
+    try:
+        code, _, stderr = finish(run)
+    finally:
+        private_postgres.start()
+
+    assert code == EXIT_INFRASTRUCTURE, stderr[-3000:]
+    assert "(attempt 2 of 3)" in stderr and "Traceback" not in stderr
+    assert metadata.get_run(run_id)["outcome"] == "running"  # nobody could tell the database
+
+    code, _, stderr = finish(launch(settings, MLOPS_LEASE__WAIT_SECONDS="60"))
+
+    assert code == 0, stderr[-3000:]
+    dead = metadata.get_run(run_id)
+    assert (dead["outcome"], dead["status"]) == ("abandoned", "failed") and dead["finished_at"]
     assert_each_landing_file_processed_once(metadata, small_corpus)
 
 
