@@ -6,16 +6,14 @@ by outcome and reason, the slowest file of each worker stage, and the peak memor
 Every stage runs in-process (``mlops.pipeline.run_all``) on a fresh data directory (local store,
 SQLite). The sandboxed workers of validate_documents, preprocess_documents and extract_data run
 their real function wrapped by :func:`timed`, which records per document the seconds it took and
-the worker's peak RSS so far (``ru_maxrss``). Tesseract runs as a child of an extract worker: its
-peak comes from sampling every process below this one (psutil, every 50 ms). A document whose
-worker was killed (timeout, memory cap) records nothing; its quarantine reason says so. A
-measurement, not a test: it never fails on a number.
+the worker's peak RSS so far (``ru_maxrss``, Tesseract's included: OCR runs inside the extract
+worker). A document whose worker was killed (timeout, memory cap) records nothing; its quarantine
+reason says so. A measurement, not a test: it never fails on a number.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib
 import json
@@ -24,17 +22,16 @@ import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-WORKER_FUNCTIONS = {  # stage module -> the function its workers run
-    "validate_documents": "inspect_document",
-    "preprocess_documents": "measure_document",
-    "extract_data": "extract_document",
+WORKER_FUNCTIONS = {  # stage -> the module its stage looks the workers' function up in, and its name
+    "validate_documents": ("mlops.stages.validate_documents", "inspect_document"),
+    "preprocess_documents": ("mlops.stages.preprocess_documents", "measure_document"),
+    "extract_data": ("mlops.extraction.extractors", "extract_document"),
 }
 
 
@@ -50,17 +47,6 @@ def timed(stage: str, function: tuple[str, str], records: str, job: Any) -> Any:
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
         with open(Path(records) / f"{os.getpid()}.jsonl", "a") as out:
             out.write(json.dumps(line) + "\n")
-
-
-def sample_tesseract(peak: list[float], done: threading.Event) -> None:
-    """Highest RSS (MB) of any Tesseract process below this one, into ``peak[0]``."""
-    import psutil
-
-    while not done.wait(0.05):
-        for process in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if process.name() == "tesseract":
-                    peak[0] = max(peak[0], process.memory_info().rss / 2**20)
 
 
 def run(workers: int, data_dir: Path) -> dict[str, Any]:
@@ -84,19 +70,16 @@ def run(workers: int, data_dir: Path) -> dict[str, Any]:
         store.put_bytes(f"{settings.prefixes.landing}/{name}", hostile.data)
     records = data_dir / "worker-records"
     records.mkdir()
-    for stage, function in WORKER_FUNCTIONS.items():
-        module = importlib.import_module(f"mlops.stages.{stage}")
+    from benchmarks.hostile_figures import timed as worker_timed  # by a name a forkserver worker can import
+
+    for stage, (module_name, function) in WORKER_FUNCTIONS.items():
+        module = importlib.import_module(module_name)
         original = getattr(module, function)
         where = (original.__module__, original.__name__)
-        setattr(module, function, functools.partial(timed, stage, where, str(records)))
+        setattr(module, function, functools.partial(worker_timed, stage, where, str(records)))
 
-    tesseract_peak, done = [0.0], threading.Event()
-    threading.Thread(target=sample_tesseract, args=(tesseract_peak, done), daemon=True).start()
     started = time.perf_counter()
-    try:
-        summary = run_all("hostile_figures", settings)
-    finally:
-        done.set()
+    summary = run_all("hostile_figures", settings)
     wall = time.perf_counter() - started
     documents = {row["sha256"]: row for row in MetadataStore(settings.metadata_url).documents()}
     lines = [json.loads(line) for path in records.glob("*.jsonl") for line in path.read_text().splitlines()]
@@ -125,7 +108,6 @@ def run(workers: int, data_dir: Path) -> dict[str, Any]:
             {"stage": stage, "pid": pid, **{key: round(value, 1) for key, value in peak.items()}}
             for (stage, pid), peak in sorted(peaks.items())
         ],
-        "tesseract_peak_rss_mb": round(tesseract_peak[0], 1),
     }
 
 
@@ -136,7 +118,6 @@ def render(result: dict[str, Any]) -> str:
     lines += ["", "peak RSS per worker process (MB):"]
     lines += [f"  {row['stage']:22} pid {row['pid']:>7}  {row['rss_mb']:7.1f}  ({row['documents']:.0f} documents)"
               for row in result["workers"]]  # fmt: skip
-    lines.append(f"  Tesseract (a child of an extract worker, sampled): {result['tesseract_peak_rss_mb']:.1f}")
     return "\n".join(lines)
 
 
