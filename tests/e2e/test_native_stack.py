@@ -87,6 +87,18 @@ def test_unauthenticated_api_calls_are_refused(stack: NativeStack) -> None:
     assert stack.api("GET", "/api/v2/dags").status_code == 200
 
 
+def test_the_ui_lists_the_three_dags_each_with_its_documentation(stack: NativeStack) -> None:
+    expected = {DAG_ID, "data_quality_monitoring", "bias_detection_pipeline"}
+    deadline = time.monotonic() + 120  # the DAG processor parses the other two after the first
+    while (listed := {dag["dag_id"] for dag in stack.api("GET", "/api/v2/dags").json()["dags"]}) < expected:
+        assert time.monotonic() < deadline, f"the UI lists {sorted(listed)}"
+        time.sleep(2)
+    for dag_id in sorted(expected):
+        details = stack.api("GET", f"/api/v2/dags/{dag_id}/details").json()
+        assert len(details["doc_md"] or "") > 200, (dag_id, details.get("doc_md"))
+        assert details["timetable_summary"], dag_id  # scheduled: daily, hourly, weekly
+
+
 def task_instances(stack: NativeStack, run_id: str) -> list[dict]:
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances"
     response = stack.api("GET", path, params={"limit": 100})
