@@ -72,8 +72,8 @@ def test_a_sigkilled_dag_run_is_abandoned_and_the_next_dag_run_finishes_its_docu
 def test_dag_runs_sigtermed_at_each_stage_in_turn_are_interrupted_and_the_next_finishes_everything_once(
     airflow_db, tmp_path, small_corpus
 ):
-    """One DAG run per stage, each stopped there (the ones before it took over nothing of theirs
-    but their claims); then one that finishes and reports every landing file once."""
+    """One DAG run per stage, each stopped there by SIGTERM and each taking over what the ones
+    before it left; then one that finishes and reports every landing file once."""
     settings = landed(tmp_path, small_corpus)
     metadata = migrated(settings.metadata_url)
     store = open_object_store(settings)
@@ -84,16 +84,12 @@ def test_dag_runs_sigtermed_at_each_stage_in_turn_are_interrupted_and_the_next_f
         assert state == "failed", (stage, output[-6000:])
         run = metadata.runs()[-1]
         assert (run["outcome"], run["outcome_reason"]) == (
-            "interrupted",
-            f"stopped by SIGTERM during {stage}",
-        ), stage
+            "interrupted", f"stopped by SIGTERM during {stage}"), stage  # fmt: skip
         assert metadata.lease() is None, stage  # the next run need not wait
         _, tasks = last_run_states()
         assert tasks[stage] == ("failed", 1), (stage, tasks)  # not retried: the run is closed
         assert f"run {run['run_id']} interrupted: stopped by SIGTERM during {stage}" in output
-        assert not store.exists(f"reports/{run['run_id']}/run_summary.json"), (
-            stage
-        )  # the next run reports its files
+        assert not store.exists(f"reports/{run['run_id']}/run_summary.json"), stage  # the next run reports it
         stopped.append(run["run_id"])
 
     state, output = dags_test(settings)
