@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
     from mlops.config import ObjectStoreSettings, Settings
 
 TEMP_PREFIX = ".tmp-objectstore-"
+# The local store's listing cache at its root: {key: [size, mtime_ns, ctime_ns, inode, md5]}. Not an
+# object: no listing shows it and no key can address it.
+ETAG_CACHE = ".objectstore-etags.json"
+# A file changed within a clock tick of its last change keeps its times: cache settled files only.
+ETAG_CACHE_SETTLE_NS = 2_000_000_000
 CHUNK = 1024 * 1024
 NOT_A_REGULAR_FILE = "not_a_regular_file"
 UNREADABLE = "unreadable"
@@ -252,9 +258,10 @@ class LocalDirStore(ObjectStore):
 
     def _path(self, key: str | ObjectInfo) -> Path:
         path = self.root / _stored_key(key)
-        if not path.resolve().is_relative_to(self.root) or path.name.startswith(TEMP_PREFIX):
+        not_an_object = path.name.startswith(TEMP_PREFIX) or path == self.root / ETAG_CACHE
+        if not path.resolve().is_relative_to(self.root) or not_an_object:
             raise ValueError(
-                f"invalid object key {_key_of(key)!r}: it leads outside {self.root} or is a temp file name."
+                f"invalid object key {_key_of(key)!r}: it leads outside {self.root} or is a temp or cache file name."
             )
         return path
 
@@ -281,25 +288,48 @@ class LocalDirStore(ObjectStore):
         their lstat alone: never opened, never followed."""
         folder = _folder(prefix)
         entries = sorted(_walk(self._path(folder.rstrip("/")) if folder else self.root, self.root))
+        cached = self._etag_cache()
+        known = {key: entry for key, entry in cached.items() if not key.startswith(folder)}
         for key, name, refusal in entries:
             _check_deadline(deadline, key)
             if refusal:
                 yield RefusedEntry(readable(name), *refusal)
                 continue
             try:
-                with _open_regular(self.root / name) as stream:
-                    info = os.fstat(stream.fileno())
-                    digest = hashlib.md5()
-                    while chunk := stream.read(CHUNK):
-                        digest.update(chunk)
-                        _check_deadline(deadline, key)
+                etag, info = self._etag(self.root / name, cached.get(key), key, deadline)
             except FileNotFoundError:
                 continue  # gone since the directory was read
             except OSError as error:  # NotARegularFile too: replaced since the directory was read
                 yield RefusedEntry(readable(name), UNREADABLE, readable(str(error)))
                 continue
+            if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > ETAG_CACHE_SETTLE_NS:
+                known[key] = [*_signature(info), etag]
             modified = datetime.fromtimestamp(info.st_mtime, UTC)
-            yield ObjectInfo(key, info.st_size, digest.hexdigest(), modified, None if name == key else name)
+            yield ObjectInfo(key, info.st_size, etag, modified, None if name == key else name)
+        if known != cached:
+            with contextlib.suppress(OSError):  # a cache: a full or read-only disk only costs the next scan
+                _write_atomic(self.root / ETAG_CACHE, lambda out: out.write(json.dumps(known).encode()))
+
+    def _etag(self, path: Path, cached: list[Any] | None, key: str, deadline: float | None) -> tuple[str, os.stat_result]:
+        """The file's MD5, read again only if its size, times or inode changed since it was cached:
+        a rerun over a large landing area reads none of its files."""
+        info = os.lstat(path)
+        if cached is not None and cached[:-1] == _signature(info) and stat.S_ISREG(info.st_mode):
+            return cached[-1], info
+        with _open_regular(path) as stream:
+            info = os.fstat(stream.fileno())
+            digest = hashlib.md5()
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                _check_deadline(deadline, key)
+        return digest.hexdigest(), info
+
+    def _etag_cache(self) -> dict[str, list[Any]]:
+        try:
+            cached = json.loads((self.root / ETAG_CACHE).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return cached if isinstance(cached, dict) else {}
 
     def exists(self, key: str) -> bool:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -361,6 +391,11 @@ def _file_kind(mode: int) -> str:
     return next((kind for test, kind in _FILE_KINDS if test(mode)), "special file")
 
 
+def _signature(info: os.stat_result) -> list[int]:
+    """What changes whenever a file's content may have: size, modification and change times, inode."""
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+
 def _open_regular(path: Path) -> BinaryIO:
     """Open a regular file for reading: a final symlink is not followed (O_NOFOLLOW), a FIFO
     does not block the open (O_NONBLOCK), and anything but a regular file is closed unread."""
@@ -391,6 +426,8 @@ def _walk(directory: Path, root: Path) -> Iterator[tuple[str, str, tuple[str, st
         return
     for child in children:
         path = f"{name}/{child.name}" if name != "." else child.name
+        if path == ETAG_CACHE:
+            continue
         try:
             mode = child.stat(follow_symlinks=False).st_mode
         except FileNotFoundError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from mlops.config import load_settings
 from mlops.errors import ObjectNotFound
+from mlops.io import objects
 from mlops.io.objects import TEMP_PREFIX, LocalDirStore, open_object_store, open_target, validate_key
 
 
@@ -73,6 +75,40 @@ def test_listing_reports_size_md5_etag_and_mtime(store: LocalDirStore) -> None:
     assert info.etag == hashlib.md5(b"hello world").hexdigest()
     assert info.last_modified.timestamp() == pytest.approx((store.root / "doc").stat().st_mtime)
     assert info.last_modified.tzinfo is not None
+
+
+def test_a_rescan_reads_only_the_files_that_changed(store: LocalDirStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(objects, "ETAG_CACHE_SETTLE_NS", 0)  # files are cached once 2 s old
+    for name in ("a.pdf", "b.pdf", "c.pdf"):
+        store.put_bytes(f"landing/{name}", name.encode() * 100)
+    first = {info.key: info.etag for info in store.list("landing")}
+    opened: list[str] = []
+    open_regular = objects._open_regular
+    monkeypatch.setattr(objects, "_open_regular", lambda path: opened.append(path.name) or open_regular(path))
+
+    assert {info.key: info.etag for info in store.list("landing")} == first
+    assert opened == []  # nothing read again
+    time.sleep(0.05)  # past the file system's clock tick
+    (store.root / "landing" / "b.pdf").write_bytes(b"B.PDF" * 100)  # same size, new content
+    rescanned = {info.key: info.etag for info in store.list("landing")}
+
+    assert opened == ["b.pdf"]
+    assert rescanned == first | {"landing/b.pdf": hashlib.md5(b"B.PDF" * 100).hexdigest()}
+    assert [info.key for info in store.list()] == sorted(first)  # the cache is not an object
+    with pytest.raises(ValueError, match="cache file name"):
+        store.get_bytes(objects.ETAG_CACHE)
+
+
+def test_a_file_changed_in_the_last_seconds_is_read_again(store: LocalDirStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.put_bytes("landing/fresh.pdf", b"%PDF-1.7 still being written")
+    list(store.list("landing"))
+    opened: list[str] = []
+    open_regular = objects._open_regular
+    monkeypatch.setattr(objects, "_open_regular", lambda path: opened.append(path.name) or open_regular(path))
+
+    list(store.list("landing"))
+
+    assert opened == ["fresh.pdf"]  # its times might not change if it is rewritten within a clock tick
 
 
 def test_copy_move_delete(store: LocalDirStore) -> None:
