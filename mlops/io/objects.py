@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from mlops.config import ObjectStoreSettings, Settings
 
 TEMP_PREFIX = ".tmp-objectstore-"
-# The local store's listing cache at its root: {key: [size, mtime_ns, ctime_ns, inode, md5]}. Not an
-# object: no listing shows it and no key can address it.
+# The local store's etags of the folders listed with remember_etags, at its root: {key: [size,
+# mtime_ns, ctime_ns, inode, md5]}. Not an object: no listing shows it and no key can address it.
 ETAG_CACHE = ".objectstore-etags.json"
 # A file changed within a clock tick of its last change keeps its times: cache settled files only.
 ETAG_CACHE_SETTLE_NS = 2_000_000_000
@@ -201,14 +201,18 @@ class ObjectStore(ABC):
         """Stream an object's bytes without loading them all (a listed object by its stored name)."""
 
     @abstractmethod
-    def scan(self, prefix: str = "", deadline: float | None = None) -> Iterator[ObjectInfo | RefusedEntry]:
+    def scan(
+        self, prefix: str = "", deadline: float | None = None, *, remember_etags: bool = False
+    ) -> Iterator[ObjectInfo | RefusedEntry]:
         """Every entry under folder ``prefix`` ('' for all), recursively, sorted by key: objects,
         and what cannot be read as one. Past ``deadline`` (time.monotonic()) it raises
-        ObjectStoreError naming where it stopped."""
+        ObjectStoreError naming where it stopped. ``remember_etags``: a folder listed again and
+        again (the landing area), whose etags a store that computes them should keep."""
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, remember_etags: bool = False) -> Iterator[ObjectInfo]:
         """Every object under folder ``prefix`` ('' for all), recursively, sorted by key."""
-        return (entry for entry in self.scan(prefix) if isinstance(entry, ObjectInfo))
+        entries = self.scan(prefix, remember_etags=remember_etags)
+        return (entry for entry in entries if isinstance(entry, ObjectInfo))
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -283,12 +287,16 @@ class LocalDirStore(ObjectStore):
         with stream:
             yield stream
 
-    def scan(self, prefix: str = "", deadline: float | None = None) -> Iterator[ObjectInfo | RefusedEntry]:
+    def scan(
+        self, prefix: str = "", deadline: float | None = None, *, remember_etags: bool = False
+    ) -> Iterator[ObjectInfo | RefusedEntry]:
         """Symbolic links (to files or folders), FIFOs, devices and sockets are refused from
-        their lstat alone: never opened, never followed."""
+        their lstat alone: never opened, never followed. The etag is the file's MD5; with
+        ``remember_etags`` it is kept in :data:`ETAG_CACHE` and read again only for files that
+        changed."""
         folder = _folder(prefix)
         entries = sorted(_walk(self._path(folder.rstrip("/")) if folder else self.root, self.root))
-        cached = self._etag_cache()
+        cached = self._etag_cache() if remember_etags else {}
         known = {key: entry for key, entry in cached.items() if not key.startswith(folder)}
         for key, name, refusal in entries:
             _check_deadline(deadline, key)
@@ -306,7 +314,7 @@ class LocalDirStore(ObjectStore):
                 known[key] = [*_signature(info), etag]
             modified = datetime.fromtimestamp(info.st_mtime, UTC)
             yield ObjectInfo(key, info.st_size, etag, modified, None if name == key else name)
-        if known != cached:
+        if remember_etags and known != cached:
             with contextlib.suppress(OSError):  # a cache: a full or read-only disk only costs the next scan
                 _write_atomic(self.root / ETAG_CACHE, lambda out: out.write(json.dumps(known).encode()))
 
@@ -544,7 +552,9 @@ class S3Store(ObjectStore):
         with contextlib.closing(body):
             yield body
 
-    def scan(self, prefix: str = "", deadline: float | None = None) -> Iterator[ObjectInfo | RefusedEntry]:
+    def scan(
+        self, prefix: str = "", deadline: float | None = None, *, remember_etags: bool = False
+    ) -> Iterator[ObjectInfo | RefusedEntry]:
         """Keys with an empty, '.' or '..' segment are refused: a server or proxy may resolve
         them to another object. Zero-byte keys ending in '/' are folder markers, not objects."""
         pages = self.client.get_paginator("list_objects_v2").paginate(

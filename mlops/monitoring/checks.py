@@ -47,7 +47,7 @@ def landing_freshness(store: ObjectStore, settings: Settings, now: datetime) -> 
     can be a borrower's)."""
     newest: datetime | None = None
     objects = 0
-    for entry in store.list(settings.prefixes.landing):
+    for entry in store.list(settings.prefixes.landing, remember_etags=True):
         if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in settings.landing_ignore):
             continue
         objects += 1

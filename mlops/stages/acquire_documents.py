@@ -93,7 +93,7 @@ def landing_entries(ctx: StageContext) -> tuple[list[ObjectInfo], list[RefusedEn
     deadline = time.monotonic() + ctx.settings.limits.listing_timeout_seconds
     objects: list[ObjectInfo] = []
     set_aside: list[RefusedEntry] = []
-    for entry in ctx.store.scan(ctx.settings.prefixes.landing, deadline):
+    for entry in ctx.store.scan(ctx.settings.prefixes.landing, deadline, remember_etags=True):
         if isinstance(entry, RefusedEntry):
             set_aside.append(entry)
         elif len(entry.key) > MAX_KEY_LENGTH:

@@ -81,32 +81,33 @@ def test_a_rescan_reads_only_the_files_that_changed(store: LocalDirStore, monkey
     monkeypatch.setattr(objects, "ETAG_CACHE_SETTLE_NS", 0)  # files are cached once 2 s old
     for name in ("a.pdf", "b.pdf", "c.pdf"):
         store.put_bytes(f"landing/{name}", name.encode() * 100)
-    first = {info.key: info.etag for info in store.list("landing")}
+    first = {info.key: info.etag for info in store.list("landing", remember_etags=True)}
     opened: list[str] = []
     open_regular = objects._open_regular
     monkeypatch.setattr(objects, "_open_regular", lambda path: opened.append(path.name) or open_regular(path))
 
-    assert {info.key: info.etag for info in store.list("landing")} == first
+    assert {info.key: info.etag for info in store.list("landing", remember_etags=True)} == first
     assert opened == []  # nothing read again
     time.sleep(0.05)  # past the file system's clock tick
     (store.root / "landing" / "b.pdf").write_bytes(b"B.PDF" * 100)  # same size, new content
-    rescanned = {info.key: info.etag for info in store.list("landing")}
+    rescanned = {info.key: info.etag for info in store.list("landing", remember_etags=True)}
 
     assert opened == ["b.pdf"]
     assert rescanned == first | {"landing/b.pdf": hashlib.md5(b"B.PDF" * 100).hexdigest()}
     assert [info.key for info in store.list()] == sorted(first)  # the cache is not an object
+    assert len(opened) == 4  # without remember_etags, every file is read
     with pytest.raises(ValueError, match="cache file name"):
         store.get_bytes(objects.ETAG_CACHE)
 
 
 def test_a_file_changed_in_the_last_seconds_is_read_again(store: LocalDirStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.put_bytes("landing/fresh.pdf", b"%PDF-1.7 still being written")
-    list(store.list("landing"))
+    list(store.list("landing", remember_etags=True))
     opened: list[str] = []
     open_regular = objects._open_regular
     monkeypatch.setattr(objects, "_open_regular", lambda path: opened.append(path.name) or open_regular(path))
 
-    list(store.list("landing"))
+    list(store.list("landing", remember_etags=True))
 
     assert opened == ["fresh.pdf"]  # its times might not change if it is rewritten within a clock tick
 
