@@ -8,7 +8,7 @@ calls, which takes seconds where pushing N documents through every stage would t
 rerun itself is the real CLI in a fresh process, timed from start to exit, and must report
 nothing new.
 
-    .venv/bin/python benchmarks/noop_rerun.py [--documents 10000] [--repeat 3] [--profile OUT]
+    .venv/bin/python benchmarks/noop_rerun.py [--documents 10000] [--repeat 3] [--kilobytes 0] [--profile OUT]
 
 A measurement, not a test: it never fails on a number.
 """
@@ -37,9 +37,10 @@ from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus
 FIRST_RUN = "bench-first-run"
 
 
-def measure_noop(documents: int, repeat: int = 3, profile: Path | None = None) -> dict[str, float]:
+def measure_noop(documents: int, repeat: int = 3, profile: Path | None = None, kilobytes: int = 0) -> dict[str, float]:
     """Seconds of ``python -m mlops run`` with nothing new over ``documents`` known landing files:
-    ``seconds`` is the median of ``repeat`` reruns, ``setup_seconds`` what recording them took."""
+    ``seconds`` is the median of ``repeat`` reruns, ``setup_seconds`` what recording them took.
+    ``kilobytes``: pad each landing file to this size (real documents weigh 50 KB-5 MB)."""
     with tempfile.TemporaryDirectory(prefix="noop-rerun-") as folder:
         data_dir = Path(folder) / "data"
         env = os.environ | {"MLOPS_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1",
@@ -48,7 +49,7 @@ def measure_noop(documents: int, repeat: int = 3, profile: Path | None = None) -
         for name in ("MLOPS_METADATA__URL", "MLOPS_OBJECT_STORE__BACKEND"):
             env.pop(name, None)
         started = time.perf_counter()
-        known_landing_area(data_dir, documents)
+        known_landing_area(data_dir, documents, kilobytes)
         setup_seconds = time.perf_counter() - started
         timings = []
         for attempt in range(repeat):
@@ -66,13 +67,14 @@ def measure_noop(documents: int, repeat: int = 3, profile: Path | None = None) -
             "documents": documents, "setup_seconds": round(setup_seconds, 1)}  # fmt: skip
 
 
-def known_landing_area(data_dir: Path, documents: int) -> None:
+def known_landing_area(data_dir: Path, documents: int, kilobytes: int = 0) -> None:
     """``documents`` distinct files under landing/, recorded as processed by a finished run."""
+    padding = os.urandom(kilobytes * 1024)
     landing = data_dir / "landing"
     for index in range(documents):
         path = landing / f"batch-{index // 1000:03d}" / f"loan-{index:06d}.pdf"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"%PDF-1.4\n% loan document " + str(index).encode() + b"\n%%EOF\n")
+        path.write_bytes(b"%PDF-1.4\n% loan document " + str(index).encode() + b"\n" + padding + b"\n%%EOF\n")
     settings = Settings(data_dir=data_dir)
     store = LocalDirStore(data_dir)
     with MetadataStore(settings.metadata_url) as metadata:
@@ -97,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="cProfile the last rerun into this file")
+    parser.add_argument("--kilobytes", type=int, default=0, help="pad each landing file to about this size")
     args = parser.parse_args(argv)
-    print(json.dumps(measure_noop(args.documents, args.repeat, args.profile), indent=2))
+    print(json.dumps(measure_noop(args.documents, args.repeat, args.profile, args.kilobytes), indent=2))
 
 
 if __name__ == "__main__":
