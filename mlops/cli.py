@@ -251,7 +251,7 @@ def summary(run_id: str, as_json: bool) -> None:
 def dvc_remote(name: str) -> None:
     """Point DVC's remote at the platform's bucket (s3://<bucket>/dvc) with the object-store
     settings. Endpoint and credentials go to .dvc/config.local, which git ignores."""
-    import subprocess
+    from dvc.config import Config
 
     from mlops.config import get_settings
     from mlops.errors import ConfigError
@@ -266,10 +266,8 @@ def dvc_remote(name: str) -> None:
         "access_key_id": store.access_key_id.get_secret_value() if store.access_key_id else None,
         "secret_access_key": store.secret_access_key.get_secret_value() if store.secret_access_key else None,
     }
-    dvc = str(Path(sys.executable).with_name("dvc"))
-    for option, value in options.items():
-        if value:
-            subprocess.run([dvc, "remote", "modify", "--local", name, option, value], check=True)
+    with Config.from_cwd().edit("local") as local:  # one write, validated by DVC's own schema
+        local["remote"].setdefault(name, {}).update({option: value for option, value in options.items() if value})
     click.echo(f"DVC remote {name!r} -> {options['url']} at {store.endpoint_url or 'AWS'}")
 
 

@@ -17,7 +17,9 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 
 def test_dvc_push_and_pull_through_the_configured_remote(tmp_path, s3_server, s3_store):
     def run(*command):
-        return subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout
+        done = subprocess.run(command, cwd=tmp_path, env=env, check=False, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}: {done.stderr[-3000:]}"
+        return done.stdout
 
     env = {**os.environ, **s3_server.env(), "MLOPS_OBJECT_STORE__BUCKET": s3_store.bucket}
     run("git", "init", "-q")
