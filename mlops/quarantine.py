@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from mlops.models import DocumentRecord, DocumentStatus, QuarantineReason
 from mlops.workers import WorkerFailure, run_sandboxed
 
+ATTEMPT_WINDOW_PER_WORKER = 8  # fresh documents counted per transaction, per worker
+
 if TYPE_CHECKING:
     from mlops.stages import StageContext
 
@@ -57,6 +59,7 @@ def quarantine(
         raw_key=target,
     )
     ctx.audit(stage, "quarantined", sha256=doc.sha256, reason=reason.value, detail=detail, key=target)
+    ctx.metadata.flush_writes()  # the bytes have moved: their new key must not wait in a queue
     return target
 
 
@@ -71,6 +74,7 @@ def release(ctx: StageContext, stage: str, doc: DocumentRecord) -> None:
         ctx.store.delete(f"{PurePosixPath(held).parent}/reason.json")
     ctx.metadata.release_document(doc.sha256, raw_key)
     ctx.audit(stage, "released", sha256=doc.sha256, key=raw_key)
+    ctx.metadata.flush_writes()
 
 
 def run_untrusted(
@@ -86,8 +90,8 @@ def run_untrusted(
 
     A worker's failure is already a verdict; this guards against what kills the run itself (the
     kernel's OOM killer, a crash in the main process). Each document's attempt is counted in the
-    metadata store just before its job goes to a worker and forgotten once the caller is done
-    with its result, so a run that dies leaves counted exactly the documents it held. The next
+    metadata store before its job goes to a worker and forgotten once the caller is done with
+    its result, so a run that dies leaves counted the documents it held or had next in line. The next
     run takes those first, one at a time with nothing beside them, so a second death is pinned on
     one document; one counted ``limits.max_document_attempts`` times is not opened again but
     yielded as ``poison``, and the run goes on.
@@ -104,19 +108,24 @@ def run_untrusted(
     by_sha = {doc.sha256: doc for doc in docs}
     held: set[str] = set()
 
-    def jobs(group: Sequence[DocumentRecord]) -> Iterator[Any]:
-        for doc in group:
-            job = make_job(doc)
-            ctx.metadata.begin_attempt(doc.sha256, stage, ctx.run_id)
-            held.add(doc.sha256)
-            yield job
+    def jobs(group: Sequence[DocumentRecord], window: int) -> Iterator[Any]:
+        for start in range(0, len(group), window):
+            counted = [doc.sha256 for doc in group[start : start + window]]
+            ctx.metadata.begin_attempts(counted, stage, ctx.run_id)
+            held.update(counted)
+            for doc in group[start : start + window]:
+                yield make_job(doc)
 
     limits = ctx.settings.limits
     current = None
     try:
         for group, workers, label in ((suspects, 1, f"{desc} (one at a time)"), (fresh, ctx.settings.workers, desc)):
+            # Suspects are counted one by one, so a second death is pinned on one document; fresh
+            # ones a few at a time: one that was only next in line when the run died is a suspect
+            # of the next run, run alone once, and cleared.
+            window = 1 if workers == 1 else ATTEMPT_WINDOW_PER_WORKER * workers
             results = run_sandboxed(
-                function, jobs(group), total=len(group), workers=workers,
+                function, jobs(group, window), total=len(group), workers=workers,
                 timeout_seconds=limits.timeout_seconds, memory_mb=limits.worker_memory_mb, desc=label,
             )
             for job, result in results:

@@ -46,7 +46,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -451,6 +451,7 @@ def _retried(method: Callable[_P, _R]) -> Callable[_P, _R]:
         store: MetadataStore = args[0]  # type: ignore[assignment]
         if getattr(_RETRY_STATE, "active", False):
             return method(*args, **kwargs)
+        store.flush_writes()  # this thread's deferred writes come first, in order
         attempt = 1
         while True:
             _RETRY_STATE.active = True
@@ -472,6 +473,26 @@ def _retried(method: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 _RETRY_STATE = threading.local()
+DEFERRED_WRITES_MAX = 200
+
+
+def _deferrable(method: Callable[_P, None]) -> Callable[_P, None]:
+    """A write that, inside :meth:`MetadataStore.deferred_writes`, waits in the calling thread's
+    queue and is committed with the others in one transaction (a document's bookkeeping cost a
+    transaction per call, a dozen per document)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        store: MetadataStore = args[0]  # type: ignore[assignment]
+        queue = getattr(store._thread_state, "queue", None)
+        if queue is None:
+            return method(*args, **kwargs)
+        queue.append(functools.partial(method, *args, **kwargs))
+        if len(queue) >= DEFERRED_WRITES_MAX:
+            store.flush_writes()
+        return None
+
+    return wrapper
 
 
 class MetadataStore:
@@ -493,6 +514,7 @@ class MetadataStore:
             self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
+        self._thread_state = threading.local()  # deferred writes: queue, open transaction
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetadataStore:
@@ -512,6 +534,47 @@ class MetadataStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def deferred_writes(self) -> Iterator[None]:
+        """Within the block, this thread's bookkeeping writes (document status, audit events,
+        finished attempts) are queued and committed together: before any other call on the store
+        reads or writes, every :data:`DEFERRED_WRITES_MAX` writes, and when the block ends. A
+        process killed inside loses at most the queue, which a rerun of the stage writes again;
+        a block left by an exception commits the queue once, without retries."""
+        state = self._thread_state
+        if getattr(state, "queue", None) is not None:
+            yield
+            return
+        state.queue = []
+        try:
+            yield
+            self.flush_writes()
+        except BaseException:
+            calls, state.queue = state.queue, None
+            with suppress(Exception):
+                self._commit.__wrapped__(self, calls)  # type: ignore[attr-defined]
+            raise
+        finally:
+            state.queue = None
+
+    def flush_writes(self) -> None:
+        """Commit this thread's deferred writes now (nothing to do outside deferred_writes)."""
+        queue = getattr(self._thread_state, "queue", None)
+        if queue:
+            calls = list(queue)
+            queue.clear()
+            self._commit(calls)
+
+    @_retried
+    def _commit(self, calls: list[Callable[[], None]]) -> None:
+        with self._write() as conn:
+            self._thread_state.connection = conn
+            try:
+                for call in calls:
+                    call()
+            finally:
+                self._thread_state.connection = None
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -896,6 +959,7 @@ class MetadataStore:
             query = query.where(Document.status == DocumentStatus(status).value)
         return self._all(query)
 
+    @_deferrable
     @_retried
     def update_document(
         self,
@@ -925,6 +989,7 @@ class MetadataStore:
             if result.rowcount != 1:
                 raise MetadataError(f"document {sha256} is not registered: register_document first")
 
+    @_deferrable
     @_retried
     def release_document(self, sha256: str, raw_key: str) -> None:
         """A quarantined document back in raw storage: its quarantine reason and detail cleared."""
@@ -936,6 +1001,7 @@ class MetadataStore:
 
     # -- audit log --------------------------------------------------------------------------
 
+    @_deferrable
     @_retried
     def record_event(
         self,
@@ -1033,18 +1099,21 @@ class MetadataStore:
         return found
 
     @_retried
-    def begin_attempt(self, sha256: str, stage: str, run_id: str) -> None:
-        """Count one more attempt of ``stage`` on a document, before it goes to a worker."""
+    def begin_attempts(self, shas: Iterable[str], stage: str, run_id: str) -> None:
+        """Count one more attempt of ``stage`` on these documents, before they go to a worker."""
         table = DocumentAttempt.__table__
-        row = {"sha256": sha256, "stage": stage, "attempts": 1, "last_run_id": run_id, "updated_at": utcnow()}
-        stmt = self._dialect_insert(table).values(row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["sha256", "stage"],
-            set_={"attempts": table.c.attempts + 1, "last_run_id": run_id, "updated_at": row["updated_at"]},
-        )
+        now = utcnow()
         with self._write() as conn:
-            conn.execute(stmt)
+            for chunk in _chunks(list(dict.fromkeys(shas))):
+                rows = [{"sha256": sha, "stage": stage, "attempts": 1, "last_run_id": run_id, "updated_at": now}
+                        for sha in chunk]  # fmt: skip
+                stmt = self._dialect_insert(table).values(rows)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["sha256", "stage"],
+                    set_={"attempts": table.c.attempts + 1, "last_run_id": run_id, "updated_at": now},
+                ))  # fmt: skip
 
+    @_deferrable
     @_retried
     def end_attempts(self, stage: str, shas: Iterable[str]) -> None:
         """Forget the attempts of ``stage`` on documents it has finished with, whatever the outcome."""
@@ -1355,7 +1424,11 @@ class MetadataStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)
-        so concurrent writers wait for busy_timeout instead of failing with 'database is locked'."""
+        so concurrent writers wait for busy_timeout instead of failing with 'database is locked'.
+        Deferred writes being committed share theirs."""
+        if (shared := getattr(self._thread_state, "connection", None)) is not None:
+            yield shared
+            return
         with self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():

@@ -132,7 +132,8 @@ def run_stage(
         if name == STAGE_NAMES[0] or ctx.metadata.get_run(run_id) is None:
             ctx.metadata.start_run(run_id, ctx.settings.fingerprint(), ctx.settings.pipeline_version)
         started = time.monotonic()
-        summary = module.run(ctx, batch=batch) if batch is not None else module.run(ctx)
+        with ctx.metadata.deferred_writes():
+            summary = module.run(ctx, batch=batch) if batch is not None else module.run(ctx)
         seconds = round(time.monotonic() - started, 3)
         lease.check()
         ctx.catalog.save_json(f"{name}/summary" if batch is None else f"{name}/summary-{batch:04d}", summary)

@@ -2,7 +2,7 @@
 
 The preprocessed documents are split into batches of ``batch_size`` (sorted by sha256, so a
 batch means the same documents on every retry); Airflow maps one task over each batch, the
-CLI and DVC run them all. Each batch writes ``extract_data/part-NNNN.parquet``. OCR runs in
+CLI and DVC run them all through one worker pool. Each batch writes ``extract_data/part-NNNN.parquet``. OCR runs in
 the sandboxed pool: one single-threaded Tesseract per worker process, and a document that
 kills runs is set aside as poison like in validate and preprocess.
 """
@@ -41,35 +41,51 @@ def documents_to_extract(ctx: StageContext) -> list[tuple[DocumentRecord, Docume
 def run(ctx: StageContext, batch: int | None = None) -> dict[str, Any]:
     documents = documents_to_extract(ctx)
     size = ctx.settings.batch_size
-    batches = range(batch_count(len(documents), size)) if batch is None else [batch]
+    numbers = range(batch_count(len(documents), size)) if batch is None else [batch]
     totals = {"documents": 0, "text_layer_pages": 0, "ocr_pages": 0, "quarantined": 0}
-    for number in batches:
-        for key, value in extract_batch(ctx, number, documents[number * size : (number + 1) * size]).items():
+    for counts in extract_batches(ctx, {number: documents[number * size : (number + 1) * size] for number in numbers}):
+        for key, value in counts.items():
             totals[key] += value
     return totals if batch is None else {"batch": batch, **totals}
 
 
-def extract_batch(
-    ctx: StageContext, number: int, documents: list[tuple[DocumentRecord, DocumentFormat]]
-) -> dict[str, int]:
-    settings = ctx.settings.extract
-    extractions: list[Extraction] = []
-    quarantined = 0
+def extract_batches(
+    ctx: StageContext, batches: dict[int, list[tuple[DocumentRecord, DocumentFormat]]]
+) -> Iterator[dict[str, int]]:
+    """Extract the batches' documents in one pass through one worker pool, writing each batch's
+    part as soon as its last document is done; yields each batch's counts."""
     cache = ExtractionCache(ctx)
-    done = {} if ctx.reprocess else cache.load([doc for doc, _ in documents])
-    if done:
-        ctx.audit(STAGE, "extractions_reused", batch=number, documents=len(done))
-    for doc, result in chain(done.items(), _extract(ctx, [item for item in documents if item[0] not in done])):
+    batch_of = {doc.sha256: number for number, items in batches.items() for doc, _ in items}
+    waiting = {number: len(items) for number, items in batches.items()}
+    extractions: dict[int, list[Extraction]] = {number: [] for number in batches}
+    quarantined = dict.fromkeys(batches, 0)
+    todo = [item for items in batches.values() for item in items]
+    done = {} if ctx.reprocess else cache.load([doc for doc, _ in todo])
+    if done:  # counted by a run killed before its bookkeeping was written: done with them all the same
+        ctx.metadata.end_attempts(STAGE, [doc.sha256 for doc in done])
+    for number, items in batches.items():
+        if reused := sum(doc in done for doc, _ in items):
+            ctx.audit(STAGE, "extractions_reused", batch=number, documents=reused)
+    for number in [number for number, count in waiting.items() if count == 0]:
+        yield _save_batch(ctx, number, [], 0)
+    for doc, result in chain(done.items(), _extract(ctx, [item for item in todo if item[0] not in done])):
+        number = batch_of[doc.sha256]
         if isinstance(result, WorkerFailure):
             quarantine(ctx, STAGE, doc, result.reason, f"extraction: {result.detail}")
-            quarantined += 1
-            continue
-        if doc not in done:
-            cache.save(result)
-        extractions.append(result)
-        ctx.metadata.update_document(doc.sha256, status=DocumentStatus.EXTRACTED)
+            quarantined[number] += 1
+        else:
+            if doc not in done:
+                cache.save(result)
+            extractions[number].append(result)
+            ctx.metadata.update_document(doc.sha256, status=DocumentStatus.EXTRACTED)
+        waiting[number] -= 1
+        if waiting[number] == 0:
+            yield _save_batch(ctx, number, extractions.pop(number), quarantined[number])
+
+
+def _save_batch(ctx: StageContext, number: int, extractions: list[Extraction], quarantined: int) -> dict[str, int]:
     ctx.catalog.save_table(f"{STAGE}/part-{number:04d}", [extraction.row() for extraction in extractions])
-    ctx.audit(STAGE, "batch_extracted", batch=number, documents=len(extractions), extractor=settings.extractor)
+    ctx.audit(STAGE, "batch_extracted", batch=number, documents=len(extractions), extractor=ctx.settings.extract.extractor)
     return {
         "documents": len(extractions),
         "text_layer_pages": sum(extraction.text_layer_pages for extraction in extractions),

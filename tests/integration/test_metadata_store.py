@@ -77,10 +77,10 @@ def test_orm_models_match_the_migrated_schema(metadata_store):
 def test_document_attempts_count_per_stage_until_the_stage_is_done_with_the_document(metadata_store):
     for n in (1, 2):
         metadata_store.register_document(document(n), "run-1")
-    metadata_store.begin_attempt(sha(1), "validate_documents", "run-1")
-    metadata_store.begin_attempt(sha(1), "validate_documents", "run-2")
-    metadata_store.begin_attempt(sha(1), "preprocess_documents", "run-2")
-    metadata_store.begin_attempt(sha(2), "validate_documents", "run-2")
+    metadata_store.begin_attempts([sha(1)], "validate_documents", "run-1")
+    metadata_store.begin_attempts([sha(1)], "validate_documents", "run-2")
+    metadata_store.begin_attempts([sha(1)], "preprocess_documents", "run-2")
+    metadata_store.begin_attempts([sha(2)], "validate_documents", "run-2")
 
     assert metadata_store.document_attempts("validate_documents", [sha(1), sha(2), sha(3)]) == {sha(1): 2, sha(2): 1}
     metadata_store.end_attempts("validate_documents", [sha(1), sha(3)])
@@ -257,6 +257,27 @@ def test_landing_object_needs_a_registered_document(metadata_store):
     with pytest.raises(sa.exc.IntegrityError):
         metadata_store.claim_landing_object("run-1", "landing/x.pdf", "e", 1, sha("unknown"), False)
     assert metadata_store.landing_claims([("landing/x.pdf", "e")]) == {}
+
+
+def test_deferred_writes_commit_together_in_order_and_survive_an_error_in_the_block(metadata_store):
+    for n in range(2):
+        metadata_store.register_document(document(n), "run-1")
+    other_reader = MetadataStore(metadata_store.engine.url.render_as_string(hide_password=False))
+
+    with metadata_store.deferred_writes():
+        metadata_store.update_document(sha(0), status=DocumentStatus.ACCEPTED)
+        metadata_store.record_event("run-1", "validate", "accepted", sha256=sha(0))
+        assert other_reader.get_document(sha(0))["status"] == DocumentStatus.ACQUIRED  # still queued
+        assert metadata_store.get_document(sha(0))["status"] == DocumentStatus.ACCEPTED  # a read flushes first
+        metadata_store.update_document(sha(1), status=DocumentStatus.ACCEPTED)
+    assert other_reader.get_document(sha(1))["status"] == DocumentStatus.ACCEPTED
+
+    with pytest.raises(RuntimeError), metadata_store.deferred_writes():
+        metadata_store.update_document(sha(1), status=DocumentStatus.PREPROCESSED)
+        raise RuntimeError("a stage failed half way")
+    assert other_reader.get_document(sha(1))["status"] == DocumentStatus.PREPROCESSED
+    assert [e["event"] for e in other_reader.events("run-1")] == ["accepted"]
+    other_reader.dispose()
 
 
 def test_a_failed_write_leaves_nothing_behind(metadata_store):

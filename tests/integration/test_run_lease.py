@@ -99,9 +99,9 @@ def test_an_expired_lease_is_taken_over_and_its_run_marked_abandoned_with_the_re
 def test_a_stopped_run_is_closed_and_its_documents_are_not_blamed(metadata_store):
     for n in (1, 2):
         metadata_store.register_document(document(n), "earlier")
-    metadata_store.begin_attempt(document(1).sha256, "extract_data", "earlier")  # a run that died
-    metadata_store.begin_attempt(document(1).sha256, "extract_data", "stopped")
-    metadata_store.begin_attempt(document(2).sha256, "extract_data", "stopped")
+    metadata_store.begin_attempts([document(1).sha256], "extract_data", "earlier")  # a run that died
+    metadata_store.begin_attempts([document(1).sha256], "extract_data", "stopped")
+    metadata_store.begin_attempts([document(2).sha256], "extract_data", "stopped")
     metadata_store.acquire_lease("stopped", "host:1", ttl_seconds=60)
     metadata_store.start_run("stopped", "fp", "1")
 
