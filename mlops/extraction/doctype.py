@@ -13,11 +13,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from mlops.extraction.ranker import TRUSTED_INPUT
 from mlops.models import DOCUMENT_TYPES, UNKNOWN_DOCUMENT_TYPE
 
 MAX_CHARS = 6000
@@ -56,7 +58,8 @@ class DocTypeModel:
         """(document type or ``unknown``, probability of the most likely type)."""
         if not text.strip():
             return UNKNOWN_DOCUMENT_TYPE, 0.0
-        probabilities = self.pipeline.predict_proba([normalise_text(text)])[0]
+        with sklearn.config_context(**TRUSTED_INPUT):
+            probabilities = self.pipeline.predict_proba([normalise_text(text)])[0]
         best = int(probabilities.argmax())
         label = str(self.pipeline.classes_[best])
         confidence = float(probabilities[best])

@@ -152,8 +152,10 @@ def _folder(prefix: str) -> str:
     return validate_key(prefix.strip("/")) + "/" if prefix.strip("/") else ""
 
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], Any], *, if_absent: bool = False) -> bool:
-    """Write via a temp file in the target's directory, fsync, then publish it in one step.
+def _write_atomic(
+    path: Path, write: Callable[[BinaryIO], Any], *, if_absent: bool = False, durable: bool = True
+) -> bool:
+    """Write via a temp file in the target's directory, fsync (if ``durable``), then publish it in one step.
 
     Readers never see a partial file. With ``if_absent`` the file is published by ``os.link``,
     which fails if the name exists, so of two concurrent writers exactly one wins.
@@ -165,7 +167,8 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], Any], *, if_absent: bo
             os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide reports and datasets from other readers
             write(out)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         if if_absent:
             try:
                 os.link(temp, path)
@@ -188,9 +191,11 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def put_bytes(
-        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None, durable: bool = True
     ) -> bool:
-        """Store ``data``; with ``if_absent`` refuse to overwrite and return False if ``key`` exists."""
+        """Store ``data``; with ``if_absent`` refuse to overwrite and return False if ``key`` exists.
+        ``durable=False`` is for what can be computed again (a cache): a local disk does not wait for
+        it to reach the platter, so a power failure may leave it torn."""
 
     @abstractmethod
     def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str | None = None) -> None:
@@ -270,9 +275,9 @@ class LocalDirStore(ObjectStore):
         return path
 
     def put_bytes(
-        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None, durable: bool = True
     ) -> bool:
-        return _write_atomic(self._path(key), lambda out: out.write(data), if_absent=if_absent)
+        return _write_atomic(self._path(key), lambda out: out.write(data), if_absent=if_absent, durable=durable)
 
     def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str | None = None) -> None:
         with open(path, "rb") as source:
@@ -505,7 +510,7 @@ class S3Store(ObjectStore):
             ) from error
 
     def put_bytes(
-        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None, durable: bool = True
     ) -> bool:
         from botocore.exceptions import ClientError
 

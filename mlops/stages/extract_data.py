@@ -16,6 +16,8 @@ from contextlib import suppress
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from mlops.errors import ObjectNotFound
 from mlops.models import DocumentFormat, DocumentRecord, DocumentStatus, Extraction
 from mlops.quarantine import quarantine, run_untrusted
@@ -116,13 +118,13 @@ class ExtractionCache:
     def load(self, documents: list[DocumentRecord]) -> dict[DocumentRecord, Extraction]:
         found = {}
         for doc in documents:
-            with suppress(ObjectNotFound):
+            with suppress(ObjectNotFound, ValidationError):  # torn by a power failure: extracted again
                 found[doc] = Extraction.model_validate_json(self.store.get_bytes(self.key(doc.sha256)))
         return found
 
     def save(self, extraction: Extraction) -> None:
         self.store.put_bytes(self.key(extraction.sha256), extraction.model_dump_json().encode(),
-                             content_type="application/json")  # fmt: skip
+                             content_type="application/json", durable=False)  # fmt: skip
 
 
 def _extract(

@@ -36,7 +36,7 @@ NOISE_HALF_POINT = 8.0  # noise sigma (grey levels) that halves the score
 PHASH_SIZE = 16  # 256-bit hashes: 64-bit ones put different letters of one template too close
 DESKEW_ANGLES = np.arange(-3.0, 3.01, 0.25)
 INK_LEVEL = 128
-HASHED_PAGE_SIZE = (800, 1000)
+HASHED_PAGE_SIZE = (PHASH_SIZE * 4, PHASH_SIZE * 4)  # what imagehash.phash reduces a page to
 TEXT_PAGE_HASH_DPI = 50
 
 
@@ -69,7 +69,8 @@ def page_quality(gray: np.ndarray) -> tuple[float, float, float]:
 
 
 def normalise_for_hash(image: Image.Image, upright: bool = False) -> Image.Image:
-    """Deskew (unless the page is born ``upright``) and crop to the ink's bounding box."""
+    """Deskew (unless the page is born ``upright``), crop to the ink's bounding box and reduce to
+    the hash's input size in one pass."""
     ink = np.asarray(image) < INK_LEVEL
     if not ink.any():
         return image
@@ -77,7 +78,8 @@ def normalise_for_hash(image: Image.Image, upright: bool = False) -> Image.Image
         image = image.rotate(skew_angle(image), fillcolor=255, resample=Image.BILINEAR)
         ink = np.asarray(image) < INK_LEVEL
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    return image.crop((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)).resize(HASHED_PAGE_SIZE)
+    cropped = image.crop((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1))
+    return cropped.resize(HASHED_PAGE_SIZE, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def skew_angle(image: Image.Image) -> float:

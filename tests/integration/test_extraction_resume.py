@@ -36,3 +36,23 @@ def test_extraction_runs_once_per_document_however_often_the_task_runs(tmp_path)
 
     run_stage("extract_data", "manual__resume", settings=settings, reprocess=True)
     assert reused(ctx) == [first["documents"]]  # reprocess read every page again
+
+
+def test_a_torn_saved_extraction_is_read_again_not_trusted(tmp_path):
+    """Saved extractions are a cache, written without waiting for the disk: one a power failure
+    left half-written counts as missing."""
+    settings = platform_settings(tmp_path)
+    store = open_context("setup", settings).store
+    generate_corpus(3, CORPUS_SEED, lambda name, data: store.put_bytes(f"landing/{name}", data), include_bad=False)
+    for name in UP_TO_EXTRACT:
+        run_stage(name, "manual__torn", settings=settings)
+    ctx = open_context("manual__torn", settings)
+    first = run_stage("extract_data", "manual__torn", settings=settings)
+    saved = sorted(info.key for info in store.list(f"{settings.prefixes.runs}/_extractions/"))
+    store.put_bytes(saved[0], store.get_bytes(saved[0])[:40])
+
+    again = run_stage("extract_data", "manual__torn", settings=settings)
+
+    assert reused(ctx) == [first["documents"] - 1]
+    assert again == first
+    assert store.get_bytes(saved[0]).endswith(b"}")  # saved whole again
