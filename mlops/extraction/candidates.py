@@ -443,6 +443,69 @@ def _suffixes(words: list[str], prefixes: bool = False, shortest_prefix: int = 2
     return found
 
 
+CLAUSE_WORDS = 10
+NO_CLAUSE_LABEL = float(CLAUSE_WORDS)
+
+
+def _sentence_end(text: str) -> bool:
+    """A word that ends a sentence (``loan.``, ``$590.22.``), not an abbreviation (``Nov.``, ``No.``)."""
+    if not text.endswith((".", "!", "?")):
+        return False
+    body = text.rstrip(".!?")
+    return any(char.isdigit() for char in body) or (len(body) > 3 and body.islower())
+
+
+def _clause(page: PageLayout, line_number: int, first_word: int) -> list[str]:
+    """Up to CLAUSE_WORDS words before the value in its sentence (into the previous line when both
+    are running text): in ``The interest rate on this loan is 7.05%`` the label is not the words
+    just before the value but a phrase earlier in the clause."""
+    line = page.lines[line_number]
+    words = [word.text for word in line.words[:first_word]]
+    if len(words) < CLAUSE_WORDS and line_number > 0 and _running_text(line):
+        previous = page.lines[line_number - 1]
+        if line.y0 - previous.y1 < line.height and _running_text(previous) and len(previous.words) > 4:
+            words = [word.text for word in previous.words] + words
+    clause: list[str] = []
+    for text in reversed(words[-CLAUSE_WORDS:]):
+        if _sentence_end(text):
+            break
+        clause.insert(0, text)
+    return clause
+
+
+def _clause_similarities(clauses: list[list[str]], lexicon: Lexicon) -> list[dict[str, tuple[float, float]]]:
+    """For each clause, per field and ``other``: the best similarity of any 1-4 word phrase of it to
+    the wordings, and how many words lie between that phrase and the value (NO_CLAUSE_LABEL if none)."""
+    owners = [*FIELD_NAMES, OTHER]
+    grams_of: list[list[tuple[str, int]]] = []
+    unique: dict[str, int] = {}
+    for clause in clauses:
+        tokens = [(normalise_label(word), len(clause) - 1 - position) for position, word in enumerate(clause)]
+        tokens = [(token, distance) for token, distance in tokens if token]
+        grams = []
+        for start in range(len(tokens)):
+            for end in range(start + 1, min(len(tokens), start + 4) + 1):
+                text = " ".join(token for token, _ in tokens[start:end])
+                grams.append((text, tokens[end - 1][1]))
+                unique.setdefault(text, len(unique))
+        grams_of.append(grams)
+    empty = dict.fromkeys(owners, (0.0, NO_CLAUSE_LABEL))
+    if not unique:
+        return [empty for _ in clauses]
+    matrix = process.cdist(list(unique), lexicon.phrases, scorer=fuzz.ratio, dtype="uint8")
+    columns = {owner: [i for i, o in enumerate(lexicon.owners) if o == owner] for owner in owners}
+    best = {owner: matrix[:, cols].max(axis=1) for owner, cols in columns.items()}
+    results = []
+    for grams in grams_of:
+        result = {}
+        for owner in owners:
+            scored = [(int(best[owner][unique[text]]) / 100, -distance) for text, distance in grams]
+            top = max(scored, default=(0.0, -NO_CLAUSE_LABEL))
+            result[owner] = (top[0], float(-top[1]) if top[0] >= 0.8 else NO_CLAUSE_LABEL)
+        results.append(result)
+    return results
+
+
 def _similarities(queries: list[list[str]], lexicon: Lexicon) -> list[dict[str, float]]:
     """For each context (its suffixes), the best fuzzy similarity (0-1) to each field's wordings
     and to the distractor labels; one vectorised rapidfuzz call for the whole page set."""
@@ -470,6 +533,7 @@ def candidate_rows(
     by_page = {page.index: page for page in pages}
     contexts: list[list[str]] = []
     skips: list[tuple[int, int]] = []
+    clauses: list[list[str]] = []
     geometry: list[tuple[float, float, float, float, float, int]] = []
     for candidate in candidates:
         page = by_page[candidate.page]
@@ -481,7 +545,11 @@ def candidate_rows(
         contexts += [_suffixes(left, prefixes=left_skipped > 0, shortest_prefix=1), _suffixes(above, prefixes=True)]
         geometry.append((left_gap, above_gap, words[0].x0, words[0].y0 / page.aspect, line.height, len(line.words)))
         skips.append((left_skipped, above_skipped))
+        clauses.append(
+            _clause(page, candidate.line, candidate.first_word) if candidate.value_type not in ("name", "servicer") else []
+        )
     sims = _similarities(contexts, lexicon)
+    clause_sims = _clause_similarities(clauses, lexicon)
     heights = sorted(g[4] for g in geometry) or [1.0]
     median_height = heights[len(heights) // 2]
     counts: dict[tuple[str, object], int] = {}
@@ -560,6 +628,10 @@ def candidate_rows(
                         "above_best_other_field": max((above_sim[name] for name in others), default=0.0),
                         "left_margin": left_sim[field_name] - max(left_sim[name] for name in [*others, OTHER]),
                         "above_margin": above_sim[field_name] - max(above_sim[name] for name in [*others, OTHER]),
+                        "clause_own": clause_sims[number][field_name][0],
+                        "clause_margin": clause_sims[number][field_name][0]
+                        - max(clause_sims[number][name][0] for name in [*others, OTHER]),
+                        "clause_distance": clause_sims[number][field_name][1],
                     },
                 )
             )
@@ -589,7 +661,7 @@ def _value_features(candidate: Candidate) -> dict[str, float]:
 
 FEATURE_NAMES: tuple[str, ...] = (
     "left_own", "above_own", "left_best_other_field", "above_best_other_field", "left_margin",
-    "above_margin", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
+    "above_margin", "clause_own", "clause_margin", "clause_distance", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
     "separator_dash", "has_left", "left_skipped", "above_skipped", "prose", "y", "page", "relative_size", "confidence", "ocr",
     "repaired", "unit", "repeats", "span_words", "greeted", "address_below",
     *(f"type_{value_type}" for value_type in VALUE_TYPES), "magnitude", "negative", "common_words",
