@@ -41,7 +41,14 @@ LEFT_WORDS = 5
 SEGMENT_GAP = 1.5
 """A horizontal gap wider than this many line heights separates two boxes or columns."""
 ABOVE_LINES = 4
+CELL_GAP = 0.8
+"""A gap wider than this many line heights separates two cells of a table row (words of one cell
+are about 0.2-0.3 line heights apart)."""
 OTHER = "other"
+# Words that belong to a value rather than to a label: a cell made only of these and of words
+# with digits (``USD 7,030.82``, ``180 monthly payments``, ``4.2 %``) holds a value, not a label.
+_UNIT_WORDS = frozenset(["usd", "$", "%", "percent", "pct", "mo", "mos", "month", "months", "year", "years", "yr",
+                         "yrs", "monthly", "payments", "installments", "dollars", "-", "n/a", "na"])  # fmt: skip
 
 # OCR reads digits as look-alike letters; inside a token that is mostly digits they are repaired.
 _DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "D": "0", "Q": "0", "l": "1", "I": "1", "i": "1",
@@ -314,37 +321,103 @@ def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bo
 # ---------------------------------------------------------------- label evidence
 
 
-def _left_context(page: PageLayout, line_number: int, first_word: int) -> tuple[list[str], float]:
+def _cells(line: Line) -> list[tuple[int, int]]:
+    """(first, last) word indexes of the line's cells: runs of words closer than CELL_GAP line heights."""
+    height = max(line.height, 1e-6)
+    cells, first = [], 0
+    for index in range(1, len(line.words)):
+        if line.words[index].x0 - line.words[index - 1].x1 > CELL_GAP * height:
+            cells.append((first, index - 1))
+            first = index
+    cells.append((first, len(line.words) - 1))
+    return cells
+
+
+def _is_value_word(text: str) -> bool:
+    return any(char.isdigit() for char in text) or text.lower().strip(".,;:()") in _UNIT_WORDS
+
+
+def _is_value_cell(words: Sequence[Word]) -> bool:
+    """A cell that holds a value (amount, rate, date, term, number), not a label."""
+    return bool(words) and all(_is_value_word(word.text) for word in words)
+
+
+def _running_text(line: Line) -> bool:
+    """No gap wider than SEGMENT_GAP line heights between two words: a line of a paragraph."""
+    height = max(line.height, 1e-6)
+    return all(b.x0 - a.x1 <= SEGMENT_GAP * height for a, b in zip(line.words, line.words[1:]))
+
+
+def _left_context(page: PageLayout, line_number: int, first_word: int) -> tuple[list[str], float, int]:
     """The words before the value: the nearest group of words to its left on its line (a wide
-    gap ends a group: the box or column before is not this value's label), and the gap to them in
-    line heights. A value opening a line of running text continues the previous line's sentence."""
+    gap ends a group: the box or column before is not this value's label), the gap to them in
+    line heights, and how many value cells were passed over. Cells holding values (a table row's
+    other columns) are passed over to the nearest text cell: in ``Previous loan | 84 mo. |
+    $35,857.14`` the amount's row header is ``Previous loan``. A value opening a line of running
+    text continues the previous line's sentence."""
     line = page.lines[line_number]
     height = max(line.height, 1e-6)
+    cells = _cells(line)
+    own = next(number for number, (first, last) in enumerate(cells) if first <= first_word <= last)
+    if first_word == cells[own][0] and own > 0 and _is_value_cell(line.words[cells[own - 1][0] : cells[own - 1][1] + 1]):
+        skipped = 0
+        for first, last in reversed(cells[:own]):
+            words = line.words[first : last + 1]
+            if _is_value_cell(words):
+                skipped += 1
+                continue
+            words = words[-LEFT_WORDS:]
+            return [word.text for word in words], (line.words[first_word].x0 - words[-1].x1) / height, skipped
+        return [], 0.0, skipped
     words: list[Word] = []
     for index in range(first_word - 1, max(-1, first_word - 1 - LEFT_WORDS), -1):
         if words and words[0].x0 - line.words[index].x1 > SEGMENT_GAP * height:
             break
         words.insert(0, line.words[index])
     gap = (line.words[first_word].x0 - words[-1].x1) / height if words else 0.0
-    if first_word <= 2 and line_number > 0 and len(line.words) > 4:
+    if first_word <= 2 and line_number > 0 and len(line.words) > 4 and _running_text(line):
         previous = page.lines[line_number - 1]
-        if line.y0 - previous.y1 < height and abs(previous.words[0].x0 - line.words[0].x0) < height:
+        if (
+            line.y0 - previous.y1 < height
+            and abs(previous.words[0].x0 - line.words[0].x0) < height
+            and _running_text(previous)
+        ):
             words = previous.words[-(LEFT_WORDS - len(words)) :] + words if len(words) < LEFT_WORDS else words
-    return [word.text for word in words], gap
+    return [word.text for word in words], gap, 0
 
 
-def _cell_above(page: PageLayout, line_number: int, x0: float, x1: float) -> tuple[list[str], float]:
+def _cell_above(page: PageLayout, line_number: int, x0: float, x1: float) -> tuple[list[str], float, int]:
     """The words of the nearest line above that overlap the value horizontally (a box label, the
-    line before, a table header), and the distance to it in line heights."""
+    line before, a table header), the distance to it in line heights, and how many rows were passed
+    over. In a table, the cells above a value that hold values too (other rows of its column) are
+    passed over to the column header: a line of at least two cells that all hold text."""
     line = page.lines[line_number]
+    first_found: tuple[list[str], float] | None = None
+    skipped = 0
     for above in reversed(page.lines[max(0, line_number - ABOVE_LINES) : line_number]):
         overlapping = [
             word for word in above.words if word.x1 > x0 - 0.01 and word.x0 < x1 + 0.01
         ]
-        if overlapping:
-            cell = _extend_cell(above.words, overlapping)
-            return [word.text for word in cell], (line.y0 - above.y1) / max(line.height, 1e-6)
-    return [], 99.0
+        if not overlapping:
+            if first_found is not None:
+                break
+            continue
+        cell = _extend_cell(above.words, overlapping)
+        found = ([word.text for word in cell], (line.y0 - above.y1) / max(line.height, 1e-6))
+        if first_found is None:
+            if not _is_value_cell(cell):
+                return (*found, 0)
+            first_found = found
+            skipped = 1
+            continue
+        if _is_value_cell(cell):
+            skipped += 1
+            continue
+        cells = [above.words[first : last + 1] for first, last in _cells(above)]
+        if len(cells) >= 2 and not any(_is_value_cell(words) for words in cells):
+            return (*found, skipped)
+        break
+    return (*first_found, 0) if first_found is not None else ([], 99.0, 0)
 
 
 def _extend_cell(words: list[Word], overlapping: list[Word]) -> list[Word]:
@@ -359,15 +432,78 @@ def _extend_cell(words: list[Word], overlapping: list[Word]) -> list[Word]:
     return words[first : last + 1]
 
 
-def _suffixes(words: list[str], prefixes: bool = False) -> list[str]:
+def _suffixes(words: list[str], prefixes: bool = False, shortest_prefix: int = 2) -> list[str]:
     """The label-sized endings (and, for a cell above, beginnings) of a context, normalised:
     ``RE: Account No.`` -> ``number``, ``account number``, ``re account number``."""
     cleaned = [normalise_label(word) for word in words]
     cleaned = [word for word in cleaned if word]
     found = [" ".join(cleaned[-n:]) for n in range(1, min(len(cleaned), 4) + 1)]
     if prefixes:
-        found += [" ".join(cleaned[:n]) for n in range(2, min(len(cleaned), 4))]
+        found += [" ".join(cleaned[:n]) for n in range(shortest_prefix, min(len(cleaned), 4))]
     return found
+
+
+CLAUSE_WORDS = 10
+NO_CLAUSE_LABEL = float(CLAUSE_WORDS)
+
+
+def _sentence_end(text: str) -> bool:
+    """A word that ends a sentence (``loan.``, ``$590.22.``), not an abbreviation (``Nov.``, ``No.``)."""
+    if not text.endswith((".", "!", "?")):
+        return False
+    body = text.rstrip(".!?")
+    return any(char.isdigit() for char in body) or (len(body) > 3 and body.islower())
+
+
+def _clause(page: PageLayout, line_number: int, first_word: int) -> list[str]:
+    """Up to CLAUSE_WORDS words before the value in its sentence (into the previous line when both
+    are running text): in ``The interest rate on this loan is 7.05%`` the label is not the words
+    just before the value but a phrase earlier in the clause."""
+    line = page.lines[line_number]
+    words = [word.text for word in line.words[:first_word]]
+    if len(words) < CLAUSE_WORDS and line_number > 0 and _running_text(line):
+        previous = page.lines[line_number - 1]
+        if line.y0 - previous.y1 < line.height and _running_text(previous) and len(previous.words) > 4:
+            words = [word.text for word in previous.words] + words
+    clause: list[str] = []
+    for text in reversed(words[-CLAUSE_WORDS:]):
+        if _sentence_end(text):
+            break
+        clause.insert(0, text)
+    return clause
+
+
+def _clause_similarities(clauses: list[list[str]], lexicon: Lexicon) -> list[dict[str, tuple[float, float]]]:
+    """For each clause, per field and ``other``: the best similarity of any 1-4 word phrase of it to
+    the wordings, and how many words lie between that phrase and the value (NO_CLAUSE_LABEL if none)."""
+    owners = [*FIELD_NAMES, OTHER]
+    grams_of: list[list[tuple[str, int]]] = []
+    unique: dict[str, int] = {}
+    for clause in clauses:
+        tokens = [(normalise_label(word), len(clause) - 1 - position) for position, word in enumerate(clause)]
+        tokens = [(token, distance) for token, distance in tokens if token]
+        grams = []
+        for start in range(len(tokens)):
+            for end in range(start + 1, min(len(tokens), start + 4) + 1):
+                text = " ".join(token for token, _ in tokens[start:end])
+                grams.append((text, tokens[end - 1][1]))
+                unique.setdefault(text, len(unique))
+        grams_of.append(grams)
+    empty = dict.fromkeys(owners, (0.0, NO_CLAUSE_LABEL))
+    if not unique:
+        return [empty for _ in clauses]
+    matrix = process.cdist(list(unique), lexicon.phrases, scorer=fuzz.ratio, dtype="uint8")
+    columns = {owner: [i for i, o in enumerate(lexicon.owners) if o == owner] for owner in owners}
+    best = {owner: matrix[:, cols].max(axis=1) for owner, cols in columns.items()}
+    results = []
+    for grams in grams_of:
+        result = {}
+        for owner in owners:
+            scored = [(int(best[owner][unique[text]]) / 100, -distance) for text, distance in grams]
+            top = max(scored, default=(0.0, -NO_CLAUSE_LABEL))
+            result[owner] = (top[0], float(-top[1]) if top[0] >= 0.8 else NO_CLAUSE_LABEL)
+        results.append(result)
+    return results
 
 
 def _similarities(queries: list[list[str]], lexicon: Lexicon) -> list[dict[str, float]]:
@@ -396,16 +532,24 @@ def candidate_rows(
     """(field, candidate, features) for every field each candidate's type can fill."""
     by_page = {page.index: page for page in pages}
     contexts: list[list[str]] = []
+    skips: list[tuple[int, int]] = []
+    clauses: list[list[str]] = []
     geometry: list[tuple[float, float, float, float, float, int]] = []
     for candidate in candidates:
         page = by_page[candidate.page]
         line = page.lines[candidate.line]
         words = line.words[candidate.first_word : candidate.last_word + 1]
-        left, left_gap = _left_context(page, candidate.line, candidate.first_word)
-        above, above_gap = _cell_above(page, candidate.line, words[0].x0, words[-1].x1)
-        contexts += [_suffixes(left), _suffixes(above, prefixes=True)]
+        left, left_gap, left_skipped = _left_context(page, candidate.line, candidate.first_word)
+        above, above_gap, above_skipped = _cell_above(page, candidate.line, words[0].x0, words[-1].x1)
+        # A row header (found past value cells) says what the whole row is: its first words count too.
+        contexts += [_suffixes(left, prefixes=left_skipped > 0, shortest_prefix=1), _suffixes(above, prefixes=True)]
         geometry.append((left_gap, above_gap, words[0].x0, words[0].y0 / page.aspect, line.height, len(line.words)))
+        skips.append((left_skipped, above_skipped))
+        clauses.append(
+            _clause(page, candidate.line, candidate.first_word) if candidate.value_type not in ("name", "servicer") else []
+        )
     sims = _similarities(contexts, lexicon)
+    clause_sims = _clause_similarities(clauses, lexicon)
     heights = sorted(g[4] for g in geometry) or [1.0]
     median_height = heights[len(heights) // 2]
     counts: dict[tuple[str, object], int] = {}
@@ -439,6 +583,8 @@ def candidate_rows(
             "separator_colon": float(separator == ":"),
             "separator_dash": float(separator in "-–|" and separator != ""),
             "has_left": float(candidate.first_word > 0),
+            "left_skipped": float(skips[number][0]),
+            "above_skipped": float(skips[number][1]),
             "words_after": float(len(line.words) - 1 - candidate.last_word),
             "line_words": float(line_words),
             "prose": float(sum(w.text[:1].islower() for w in line.words) >= 3),
@@ -482,6 +628,10 @@ def candidate_rows(
                         "above_best_other_field": max((above_sim[name] for name in others), default=0.0),
                         "left_margin": left_sim[field_name] - max(left_sim[name] for name in [*others, OTHER]),
                         "above_margin": above_sim[field_name] - max(above_sim[name] for name in [*others, OTHER]),
+                        "clause_own": clause_sims[number][field_name][0],
+                        "clause_margin": clause_sims[number][field_name][0]
+                        - max(clause_sims[number][name][0] for name in [*others, OTHER]),
+                        "clause_distance": clause_sims[number][field_name][1],
                     },
                 )
             )
@@ -511,8 +661,8 @@ def _value_features(candidate: Candidate) -> dict[str, float]:
 
 FEATURE_NAMES: tuple[str, ...] = (
     "left_own", "above_own", "left_best_other_field", "above_best_other_field", "left_margin",
-    "above_margin", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
-    "separator_dash", "has_left", "prose", "y", "page", "relative_size", "confidence", "ocr",
+    "above_margin", "clause_own", "clause_margin", "clause_distance", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
+    "separator_dash", "has_left", "left_skipped", "above_skipped", "prose", "y", "page", "relative_size", "confidence", "ocr",
     "repaired", "unit", "repeats", "span_words", "greeted", "address_below",
     *(f"type_{value_type}" for value_type in VALUE_TYPES), "magnitude", "negative", "common_words",
     "upper", "letters",
