@@ -128,17 +128,23 @@ def sample_data(out: str | None, count: int, seed: int, no_bad: bool) -> None:
 
 
 @cli.command("train-extractor")
-@click.option("--if-missing", is_flag=True, help="Do nothing when the configured model version exists.")
+@click.option("--if-missing", is_flag=True, help="Do nothing when the configured model version exists and fits this code.")
 def train_extractor(if_missing: bool) -> None:
     """Train the field ranker and document-type model (settings: train.*, extract.model_version)
     and print their accuracy on layout families and wordings held out of training."""
     from mlops.config import get_settings
+    from mlops.errors import ConfigError
+    from mlops.extraction.trained_models import load_models
     from mlops.extraction.training import held_out_table, train_extractor
 
     settings = get_settings()
     if if_missing and settings.extractor_model_file.is_file():
-        click.echo(f"model: {settings.extractor_model_file} (exists)", err=True)
-        return
+        try:
+            load_models(str(settings.extractor_model_file))
+            click.echo(f"model: {settings.extractor_model_file} (exists)", err=True)
+            return
+        except ConfigError as error:
+            click.echo(f"{error}: training it again", err=True)
     metrics = train_extractor(settings)
     click.echo(held_out_table(metrics))
     click.echo(f"model: {settings.extractor_model_file}", err=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import joblib
 
 from mlops.errors import ConfigError
-from mlops.extraction.candidates import Lexicon
+from mlops.extraction.candidates import FEATURE_NAMES, Lexicon
 from mlops.extraction.doctype import DocTypeModel
 from mlops.extraction.ranker import FieldRanker
 
@@ -28,6 +28,7 @@ class ExtractorModels:
     doctype: DocTypeModel
     lexicon: Lexicon
     training: dict = field(default_factory=dict)  # corpus size, families, seconds: for the record
+    features: tuple[str, ...] = ()  # the candidate features the ranker was fitted on, in order
 
 
 def save_models(models: ExtractorModels, path: Path) -> None:
@@ -48,4 +49,10 @@ def load_models(path: str) -> ExtractorModels:
     models = joblib.load(path)
     if not isinstance(models, ExtractorModels):
         raise ConfigError(f"extract.model_version: {path} is not an extractor artifact; {BUILD_HINT}")
+    if getattr(models, "features", ()) != FEATURE_NAMES:  # older artifacts have no such field
+        raise ConfigError(
+            f"extract.model_version: {path} was trained on other candidate features than this code computes; "
+            f"retrain it with `make models` (it replaces a stale artifact) or `dvc repro train_extractor`, "
+            "or set MLOPS_EXTRACT__MODEL_VERSION to a new version"
+        )
     return models

@@ -176,7 +176,7 @@ def fit(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lexicon, version
         [sample.doc_type for sample in samples],
         min_confidence=plan.min_doctype_confidence,
     )
-    return ExtractorModels(version, ranker, doctype, lexicon)
+    return ExtractorModels(version, ranker, doctype, lexicon, features=FEATURE_NAMES)
 
 
 @dataclass

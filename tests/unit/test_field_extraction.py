@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import joblib
 import pytest
 from fpdf import FPDF
 
@@ -154,3 +155,12 @@ def test_impossible_dates_are_not_values() -> None:
 def test_a_missing_model_names_the_command_that_builds_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="make models"):
         load_models(str(tmp_path / "v9" / "extractor.joblib"))
+
+
+def test_a_model_trained_on_other_features_is_refused_naming_the_command_that_rebuilds_it(model_file: str, tmp_path: Path) -> None:
+    stale = joblib.load(model_file)
+    stale.features = stale.features[:-1]  # the artifact of an older release, before a feature was added
+    joblib.dump(stale, tmp_path / "extractor.joblib")
+
+    with pytest.raises(ConfigError, match="extract.model_version: .* other candidate features.*make models"):
+        load_models(str(tmp_path / "extractor.joblib"))
