@@ -93,6 +93,15 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     return context
 
 
+def start_worker_server() -> None:
+    """Start the worker server ahead of the first pool, so it imports :data:`WORKER_MODULES`
+    (~3 s) on another core while the caller goes on (it does not wait for them)."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
+
+
 def _exit_with_the_run() -> None:
     """A worker goes as soon as the process that started it is gone (killed, say), even in the
     middle of a document, instead of parsing on unwatched."""

@@ -31,6 +31,7 @@ from mlops.progress import progress
 from mlops.quarantine import raw_key_for
 from mlops.recovery import clean_up_stopped_runs
 from mlops.stages import StageContext
+from mlops.workers import start_worker_server
 
 STAGE = "acquire_documents"
 HASH_CHUNK = 1024 * 1024
@@ -59,6 +60,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     if ctx.max_documents:
         unclaimed = unclaimed[: ctx.max_documents]  # the rest waits for the next run
+    if unclaimed and ctx.lease is not None:  # one process runs every stage (the CLI): they will need workers
+        start_worker_server()
     for obj in progress(unclaimed, total=len(unclaimed), desc="acquire"):
         try:
             take(ctx, obj)

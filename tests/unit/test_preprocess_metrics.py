@@ -10,6 +10,7 @@ from mlops.stages.preprocess_documents import (
     MeasureJob,
     link_near_duplicates,
     measure,
+    median_3x3,
     page_quality,
     skew_angle,
     summarise,
@@ -78,3 +79,12 @@ def test_deskew_finds_the_angle_that_sets_a_tilted_page_upright(corpus):
     for tilt in (-2.0, -0.75, 1.5):
         tilted = page.rotate(tilt, fillcolor=255, resample=Image.BILINEAR)
         assert skew_angle(tilted) == pytest.approx(-tilt, abs=0.25)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 4), (331, 257)])
+def test_the_noise_filter_is_exactly_a_3x3_median_filter(shape):
+    gray = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+
+    expected = np.asarray(Image.fromarray(gray).filter(ImageFilter.MedianFilter(3)))
+
+    assert np.array_equal(median_3x3(gray), expected)
