@@ -16,13 +16,18 @@ def reused(ctx) -> list[int]:
             if event["event"] == "extractions_reused"]  # fmt: skip
 
 
-def test_extraction_runs_once_per_document_however_often_the_task_runs(tmp_path):
+def preprocessed_run(tmp_path, run_id: str):
+    """Settings and context of a run of three good documents, every stage before extraction done."""
     settings = platform_settings(tmp_path)
     store = open_context("setup", settings).store
     generate_corpus(3, CORPUS_SEED, lambda name, data: store.put_bytes(f"landing/{name}", data), include_bad=False)
     for name in UP_TO_EXTRACT:
-        run_stage(name, "manual__resume", settings=settings)
-    ctx = open_context("manual__resume", settings)
+        run_stage(name, run_id, settings=settings)
+    return settings, open_context(run_id, settings)
+
+
+def test_extraction_runs_once_per_document_however_often_the_task_runs(tmp_path):
+    settings, ctx = preprocessed_run(tmp_path, "manual__resume")
 
     first = run_stage("extract_data", "manual__resume", settings=settings)
     rows = ctx.catalog.load_parts("extract_data").sort_values("sha256").reset_index(drop=True)
@@ -41,12 +46,8 @@ def test_extraction_runs_once_per_document_however_often_the_task_runs(tmp_path)
 def test_a_torn_saved_extraction_is_read_again_not_trusted(tmp_path):
     """Saved extractions are a cache, written without waiting for the disk: one a power failure
     left half-written counts as missing."""
-    settings = platform_settings(tmp_path)
-    store = open_context("setup", settings).store
-    generate_corpus(3, CORPUS_SEED, lambda name, data: store.put_bytes(f"landing/{name}", data), include_bad=False)
-    for name in UP_TO_EXTRACT:
-        run_stage(name, "manual__torn", settings=settings)
-    ctx = open_context("manual__torn", settings)
+    settings, ctx = preprocessed_run(tmp_path, "manual__torn")
+    store = ctx.store
     first = run_stage("extract_data", "manual__torn", settings=settings)
     saved = sorted(info.key for info in store.list(f"{settings.prefixes.runs}/_extractions/"))
     store.put_bytes(saved[0], store.get_bytes(saved[0])[:40])
