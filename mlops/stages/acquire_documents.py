@@ -31,9 +31,13 @@ from mlops.progress import progress
 from mlops.quarantine import raw_key_for
 from mlops.recovery import clean_up_stopped_runs
 from mlops.stages import StageContext
-from mlops.workers import start_worker_server
+from mlops.workers import import_in_background, start_worker_server
 
 STAGE = "acquire_documents"
+# What later stages import in this process (Great Expectations ~2.5 s, scikit-learn and the OCR
+# engine ~1 s). A run imports them while the worker server preloads its own modules: until that is
+# done no stage can start, and one core would idle.
+LATER_STAGE_MODULES = ["great_expectations", "mlops.extraction.extractors", "mlops.extraction.ocr"]
 HASH_CHUNK = 1024 * 1024
 IGNORED = "ignored"
 MAX_KEY_LENGTH = 1024  # documents.source_key and landing_objects.source_key
@@ -62,6 +66,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         unclaimed = unclaimed[: ctx.max_documents]  # the rest waits for the next run
     if unclaimed and ctx.lease is not None:  # one process runs every stage (the CLI): they will need workers
         start_worker_server()
+        import_in_background(LATER_STAGE_MODULES)
     for obj in progress(unclaimed, total=len(unclaimed), desc="acquire"):
         try:
             take(ctx, obj)

@@ -74,13 +74,23 @@ def median_3x3(gray: np.ndarray) -> np.ndarray:
     )
 
 
+def integer_median(values: np.ndarray, offset: int = 0) -> float:
+    """``np.median`` of integers that are >= -``offset``, from their counts: a page's worth of
+    grey levels in a few milliseconds instead of a float partition."""
+    at_most = np.cumsum(np.bincount((values + offset).ravel()))
+    middle = np.searchsorted(at_most, [(at_most[-1] - 1) // 2, at_most[-1] // 2], side="right")
+    return float(middle.mean()) - offset
+
+
 def page_quality(gray: np.ndarray) -> tuple[float, float, float]:
     """(sharpness, noise, clarity) of a grayscale page; clarity is 0-1 and never rewards noise."""
-    pixels = gray.astype(np.float32)
-    denoised = median_3x3(gray.astype(np.uint8)).astype(np.float32)
-    residual = pixels - denoised
-    noise = float(1.4826 * np.median(np.abs(residual - np.median(residual))))
-    sharpness = float(ndimage.laplace(denoised / np.float32(255.0)).var())
+    gray = gray.astype(np.uint8)
+    denoised = median_3x3(gray)
+    residual = gray.astype(np.int16) - denoised.astype(np.int16)
+    # twice the deviations, so a half-integer median of the residual keeps them integers
+    twice_deviation = np.abs(2 * residual - round(2 * integer_median(residual, 255)))
+    noise = float(1.4826 * integer_median(twice_deviation) / 2)
+    sharpness = float(ndimage.laplace(denoised.astype(np.float32) / np.float32(255.0)).var())
     sharp_score = sharpness / (sharpness + SHARPNESS_HALF_POINT)
     clarity = sharp_score / (1.0 + noise / NOISE_HALF_POINT)
     return sharpness, noise, round(clarity, 4)

@@ -8,6 +8,7 @@ from PIL import Image, ImageFilter
 from mlops.documents import iter_pages, sniff_format
 from mlops.stages.preprocess_documents import (
     MeasureJob,
+    integer_median,
     link_near_duplicates,
     measure,
     median_3x3,
@@ -88,3 +89,11 @@ def test_the_noise_filter_is_exactly_a_3x3_median_filter(shape):
     expected = np.asarray(Image.fromarray(gray).filter(ImageFilter.MedianFilter(3)))
 
     assert np.array_equal(median_3x3(gray), expected)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 10, 1001])
+def test_the_noise_estimate_takes_numpys_median_of_grey_level_residuals(size):
+    residuals = np.random.default_rng(size).integers(-255, 256, (50, size), dtype=np.int16)
+
+    for row in residuals:
+        assert integer_median(row, 255) == np.median(row)
