@@ -45,7 +45,7 @@ _SHUTDOWN_SIGNALS = (-signal.SIGTERM, -signal.SIGHUP)
 # What the stages run in their workers. The forkserver imports them once and every worker is a
 # fork of it: otherwise each worker of each batch imported them itself (~4 s, more than a batch
 # of text PDFs takes to extract).
-WORKER_MODULES = ["mlops.documents", "mlops.stages.preprocess_documents", "mlops.extraction.extractors"]
+WORKER_MODULES = ["mlops.documents", "mlops.page_measures", "mlops.extraction.extractors"]
 
 
 class Rejected(Exception):

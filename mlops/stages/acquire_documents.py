@@ -35,8 +35,8 @@ from mlops.workers import import_in_background, start_worker_server
 
 STAGE = "acquire_documents"
 # What later stages import in this process (Great Expectations ~2.5 s, scikit-learn and the OCR
-# engine ~1 s). A run imports them while the worker server preloads its own modules: until that is
-# done no stage can start, and one core would idle.
+# engine ~1 s). A whole run imports them while it waits for the worker server to preload its own
+# modules, when one core would otherwise idle.
 LATER_STAGE_MODULES = ["great_expectations", "mlops.extraction.extractors", "mlops.extraction.ocr"]
 HASH_CHUNK = 1024 * 1024
 IGNORED = "ignored"
@@ -64,9 +64,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     if ctx.max_documents:
         unclaimed = unclaimed[: ctx.max_documents]  # the rest waits for the next run
-    if unclaimed and ctx.lease is not None:  # one process runs every stage (the CLI): they will need workers
+    whole_run = bool(unclaimed) and ctx.lease is not None  # one process runs every stage (the CLI)
+    if whole_run:
         start_worker_server()
-        import_in_background(LATER_STAGE_MODULES)
     for obj in progress(unclaimed, total=len(unclaimed), desc="acquire"):
         try:
             take(ctx, obj)
@@ -74,6 +74,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
             listed.remove(obj)
             set_aside.append(RefusedEntry(obj.path, UNREADABLE, str(error)))
 
+    if whole_run:  # after the copying, which it would slow down (one interpreter lock)
+        import_in_background(LATER_STAGE_MODULES)
     for entry in set_aside:
         record_set_aside(ctx, entry)
     documents, duplicates = documents_of_run(ctx)

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from mlops.documents import InspectJob, inspect_document
 from mlops.models import QuarantineReason
-from mlops.stages.preprocess_documents import MeasureJob, measure
+from mlops.page_measures import MeasureJob, measure
 from tests.unit.hostile_corpus import image_bytes, one_page
 
 EXAMPLES = int(os.environ.get("MLOPS_FUZZ_EXAMPLES", "150"))

@@ -6,16 +6,16 @@ import pytest
 from PIL import Image, ImageFilter
 
 from mlops.documents import iter_pages, sniff_format
-from mlops.stages.preprocess_documents import (
+from mlops.page_measures import (
     MeasureJob,
     integer_median,
-    link_near_duplicates,
     measure,
     median_3x3,
     page_quality,
     skew_angle,
     summarise,
 )
+from mlops.stages.preprocess_documents import link_near_duplicates
 
 
 def good_files(corpus, **criteria):
