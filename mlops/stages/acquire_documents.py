@@ -31,13 +31,9 @@ from mlops.progress import progress
 from mlops.quarantine import raw_key_for
 from mlops.recovery import clean_up_stopped_runs
 from mlops.stages import StageContext
-from mlops.workers import import_in_background, start_worker_server
+from mlops.workers import start_worker_server
 
 STAGE = "acquire_documents"
-# What later stages import in this process (Great Expectations ~2.5 s, scikit-learn and the OCR
-# engine ~1 s). A whole run imports them while it waits for the worker server to preload its own
-# modules, when one core would otherwise idle.
-LATER_STAGE_MODULES = ["great_expectations", "mlops.extraction.extractors", "mlops.extraction.ocr"]
 HASH_CHUNK = 1024 * 1024
 IGNORED = "ignored"
 MAX_KEY_LENGTH = 1024  # documents.source_key and landing_objects.source_key
@@ -64,8 +60,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     if ctx.max_documents:
         unclaimed = unclaimed[: ctx.max_documents]  # the rest waits for the next run
-    whole_run = bool(unclaimed) and ctx.lease is not None  # one process runs every stage (the CLI)
-    if whole_run:
+    if unclaimed and ctx.lease is not None:  # one process runs every stage (the CLI): they will need workers
         start_worker_server()
     for obj in progress(unclaimed, total=len(unclaimed), desc="acquire"):
         try:
@@ -74,8 +69,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
             listed.remove(obj)
             set_aside.append(RefusedEntry(obj.path, UNREADABLE, str(error)))
 
-    if whole_run:  # after the copying, which it would slow down (one interpreter lock)
-        import_in_background(LATER_STAGE_MODULES)
     for entry in set_aside:
         record_set_aside(ctx, entry)
     documents, duplicates = documents_of_run(ctx)
