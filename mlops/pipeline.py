@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import threading
 from contextlib import suppress
 from typing import Any
 
@@ -19,7 +20,6 @@ from mlops.errors import RunBusy, RunInterrupted, describe
 from mlops.io.metadata import RunLease
 from mlops.stages import STAGE_NAMES, STOP_SIGNALS, interrupted, open_context, run_stage, stop_on_signals
 from mlops.stages.generate_reports import publish_failure
-from mlops.workers import import_in_background
 
 log = logging.getLogger(__name__)
 # What later stages import inside their functions (Great Expectations ~2.5 s, scikit-learn and the
@@ -73,4 +73,10 @@ def _import_later_stages() -> None:
     then imports nothing the other one is importing, so neither waits on the other's module."""
     for name in STAGE_NAMES[1:]:
         importlib.import_module(f"mlops.stages.{name}")
-    import_in_background(LAZY_IMPORTS)
+
+    def import_lazily() -> None:
+        for module in LAZY_IMPORTS:
+            with suppress(Exception):  # whoever imports it next gets the error
+                importlib.import_module(module)
+
+    threading.Thread(target=import_lazily, daemon=True, name="import-later-stages").start()

@@ -25,7 +25,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
@@ -101,19 +100,6 @@ def start_worker_server() -> None:
 
     _forkserver()
     forkserver.ensure_running()
-
-
-def import_in_background(modules: list[str]) -> None:
-    """Import ``modules`` on a daemon thread, so later code finds them loaded. A module that fails
-    to import is left alone: whoever imports it next gets the error."""
-    import importlib
-
-    def import_all() -> None:
-        for module in modules:
-            with suppress(Exception):
-                importlib.import_module(module)
-
-    threading.Thread(target=import_all, daemon=True, name="import-in-background").start()
 
 
 def _exit_with_the_run() -> None:
