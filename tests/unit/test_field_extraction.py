@@ -129,6 +129,26 @@ def test_a_non_loan_form_is_unknown_and_yields_no_loan_fields_with_confidence(mo
     assert extraction.doc_type == UNKNOWN_DOCUMENT_TYPE
 
 
+def test_a_billing_statement_with_a_repayment_plan_paragraph_is_still_a_billing_statement(model_file: str) -> None:
+    paragraph = (
+        "If your payments are hard to afford, an income-driven repayment plan bases your monthly payment "
+        "on your income and family size. You can apply for income-driven repayment, change your repayment "
+        "plan, request a deferment or forbearance, or recertify your income at any time at no cost."
+    )
+    words = paragraph.split()
+    prose = [(72, 220 + 16 * row, " ".join(words[row * 12 : (row + 1) * 12])) for row in range(len(words) // 12 + 1)]
+    data = pdf(
+        [
+            (72, 72, "Your Monthly Statement"),
+            (72, 100, "Borrower: Jane Q. Doe      Account: 88120455"),
+            (72, 120, "Amount Due $135.67      Due Date 12/15/2024"),
+            (72, 190, "About your repayment plan"),
+            *prose,
+        ]
+    )
+    assert extract(data, model_file).doc_type == "billing_statement"
+
+
 @pytest.mark.parametrize(
     ("printed", "day_first", "expected"),
     [
