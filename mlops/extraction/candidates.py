@@ -311,9 +311,12 @@ def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bo
                 )
             for first, last, value in _account_values(line):
                 found.append(Candidate("account", value, page.index, number, first, last, repaired[first]))
+            servicers = list(_servicer_values(line, lexicon))
             for first, last, value in _name_values(line):
-                found.append(Candidate("name", value, page.index, number, first, last))
-            for first, last, value in _servicer_values(line, lexicon):
+                # A known servicer's name is an organisation, never a person's.
+                if not any(first <= servicer_last and servicer_first <= last for servicer_first, servicer_last, _ in servicers):
+                    found.append(Candidate("name", value, page.index, number, first, last))
+            for first, last, value in servicers:
                 found.append(Candidate("servicer", value, page.index, number, first, last))
     return found
 
@@ -543,6 +546,9 @@ def candidate_rows(
         above, above_gap, above_skipped = _cell_above(page, candidate.line, words[0].x0, words[-1].x1)
         # A row header (found past value cells) says what the whole row is: its first words count too.
         contexts += [_suffixes(left, prefixes=left_skipped > 0, shortest_prefix=1), _suffixes(above, prefixes=True)]
+        # A capitalised label ("Home Address", "FIRST DISBURSEMENT") also reads as a name: how
+        # much the name itself looks like a label.
+        contexts.append(_suffixes([word.text for word in words])[-1:] if candidate.value_type == "name" else [])
         geometry.append((left_gap, above_gap, words[0].x0, words[0].y0 / page.aspect, line.height, len(line.words)))
         skips.append((left_skipped, above_skipped))
         clauses.append(
@@ -565,7 +571,7 @@ def candidate_rows(
     type_rank: dict[tuple[int, str], int] = {}
     rows = []
     for number, candidate in enumerate(candidates):
-        left_sim, above_sim = sims[2 * number], sims[2 * number + 1]
+        left_sim, above_sim, own_sim = sims[3 * number : 3 * number + 3]
         left_gap, above_gap, x, y, height, line_words = geometry[number]
         page = by_page[candidate.page]
         line = page.lines[candidate.line]
@@ -599,6 +605,7 @@ def candidate_rows(
             "repeats": float(counts[(candidate.value_type, candidate.value)]),
             "type_rank": float(type_rank[rank_key]),
             "span_words": float(candidate.last_word - candidate.first_word + 1),
+            "value_label": max(own_sim.values()),
             "greeted": float(is_name and any(token.lower() in greeted for token in str(candidate.value).split())),
             "address_below": float(
                 is_name
@@ -663,7 +670,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "left_own", "above_own", "left_best_other_field", "above_best_other_field", "left_margin",
     "above_margin", "clause_own", "clause_margin", "clause_distance", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
     "separator_dash", "has_left", "left_skipped", "above_skipped", "prose", "y", "page", "relative_size", "confidence", "ocr",
-    "repaired", "unit", "repeats", "span_words", "greeted", "address_below",
+    "repaired", "unit", "repeats", "span_words", "value_label", "greeted", "address_below",
     *(f"type_{value_type}" for value_type in VALUE_TYPES), "magnitude", "negative", "common_words",
     "upper", "letters",
 )  # fmt: skip

@@ -11,8 +11,8 @@ import pytest
 from fpdf import FPDF
 
 from mlops.errors import ConfigError
-from mlops.extraction.candidates import parse_date
-from mlops.extraction.extractors import ExtractJob, extract_document
+from mlops.extraction.candidates import find_candidates, parse_date
+from mlops.extraction.extractors import ExtractJob, extract_document, read_layouts
 from mlops.extraction.trained_models import load_models
 from mlops.models import UNKNOWN_DOCUMENT_TYPE, DocumentFormat
 
@@ -113,6 +113,24 @@ def test_a_servicer_named_only_in_a_plain_sender_line(model_file: str) -> None:
     data = pdf([(72, 72, "Harborlight Education Finance"), (72, 110, "Dear Daniel Brennan,"),
                 (72, 140, "RE: Acct. No. HL-90817263 - your loan of $8,250.00 at 6.8%.")])  # fmt: skip
     assert values(extract(data, model_file)).get("servicer") == "Harborlight Education Finance"
+
+
+def test_a_servicer_after_a_label_with_name_in_it_is_never_the_borrower(model_file: str) -> None:
+    data = pdf(
+        [
+            (72, 72, "Master Promissory Note"),
+            (72, 110, "Student/Borrower - Aisha N. Lindqvist"),
+            (72, 130, "Servicer Name - MERIDIAN RIDGE LOAN SERVICES"),
+            (72, 150, "Loan Amount - $31,109.57"),
+        ]
+    )
+    layouts = list(read_layouts(ExtractJob("test", DocumentFormat.PDF, data, 300, 40)))
+    names = {candidate.value for candidate in find_candidates(layouts, load_models(model_file).lexicon) if candidate.value_type == "name"}
+    assert "Aisha N. Lindqvist" in names
+    assert not any("MERIDIAN" in name for name in names)
+    found = values(extract(data, model_file))
+    assert found["borrower_name"] == "Aisha N. Lindqvist"
+    assert found["servicer"] == "Meridian Ridge Loan Services"
 
 
 def test_a_non_loan_form_is_unknown_and_yields_no_loan_fields_with_confidence(model_file: str) -> None:
