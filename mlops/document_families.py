@@ -535,6 +535,7 @@ def family_document(
     wordings: Mapping[str, Sequence[str]] | None = None,
     titles: Mapping[str, Sequence[str]] | None = None,
     fonts: Sequence[str] | None = None,
+    sentences: Sequence[str] | None = None,
 ) -> tuple[bytes, dict]:
     """One labelled document file (deterministic per arguments) and its labels row.
 
@@ -556,6 +557,7 @@ def family_document(
         wordings=wordings,
         titles=titles,
         fonts=fonts,
+        sentences=sentences,
     )
     data, row = render(document, kind, rng)
     return data, _with_identity(row, f"{family}-{doc_type}-{_slug(seed)}{KIND_EXTENSIONS[kind]}", data)
@@ -582,6 +584,7 @@ def make_document(
     wordings: Mapping[str, Sequence[str]] | None = None,
     titles: Mapping[str, Sequence[str]] | None = None,
     fonts: Sequence[str] | None = None,
+    sentences: Sequence[str] | None = None,
 ) -> Document:
     """The document of `family` for random key `key`, over at least `pages` pages.
 
@@ -596,6 +599,10 @@ def make_document(
     for attempt in range(50):
         rng = random.Random(f"{key}:{attempt}")
         draft = _loan_draft(doc_type, rng, anomaly, wordings, titles, fonts)
+        if sentences:
+            draft.sentences = [template for template in LETTER_SENTENCES if template[1] in sentences]
+        if family != "letter":
+            _summarise_in_prose(draft, random.Random(f"{key}:{attempt}:prose"))
         field_pages = FAMILY_LAYOUTS[family](draft, rng)
         fits = _fits(field_pages, draft.style)
         ops = _assemble(draft, field_pages, pages, key)
@@ -1030,6 +1037,7 @@ class Draft:
     continuation: tuple[tuple[str, str], ...] = ()
     layout: dict[str, object] = field(default_factory=dict)
     mailing: tuple[str, ...] = ()  # the borrower's name and address under the header, unlabelled
+    sentences: Sequence[tuple[tuple[str, ...], str, str | None]] = LETTER_SENTENCES  # prose templates
 
     @property
     def fields(self) -> list[Item]:
@@ -1237,7 +1245,7 @@ def _paragraphs(
         ops.append(s.text(s.margin, y, heading, size=s.body_size + 1, bold=True))
         y += s.body_size + 6
         for line in lines:
-            ops.append(s.text(s.margin, y, line, size=s.body_size))
+            ops.append(s.text(s.margin, y, line.replace(NO_BREAK, " "), size=s.body_size))
             y += gap
         y += 10
     return ops
@@ -1554,16 +1562,7 @@ def _letter(d: Draft, rng: random.Random) -> list[list[DrawOp]]:
     remaining = [name for name in d.printed if name not in ("borrower_name", "account_number")]
     if signature:
         remaining.remove("servicer")
-    term_style = (
-        "count" if d.fmt.term == 3 or d.printed.get("term_months", "").endswith("payments") else "span"
-    )
-    sentences: list[str] = []
-    templates = list(LETTER_SENTENCES)
-    rng.shuffle(templates)
-    for fields, template, needs in templates:
-        if set(fields) <= set(remaining) and needs in (None, term_style):
-            sentences.append(template.format(**{name: _unbroken(d.printed[name]) for name in fields}))
-            remaining = [name for name in remaining if name not in fields]
+    sentences = [sentence for _, sentence in _prose(d, remaining, rng)]
     for item in d.distractors:
         sentences.insert(
             rng.randrange(len(sentences) + 1), DISTRACTORS[item.key][2].format(value=_unbroken(item.value))
@@ -1601,6 +1600,44 @@ def _letter(d: Draft, rng: random.Random) -> list[list[DrawOp]]:
     d.labels = {name: d.labels[name] for name in ("account_number",) if name in d.printed}
     d.layout["servicer_in"] = "signature" if signature else "prose"
     return [ops + _paragraphs(d, y + 6, d.paragraphs[:1])]
+
+
+def _prose(
+    d: Draft, names: Sequence[str], rng: random.Random, most: int | None = None
+) -> list[tuple[tuple[str, ...], str]]:
+    """(fields, sentence) that print the named fields (up to ``most`` sentences), from the draft's
+    templates; values do not break across lines."""
+    term_style = (
+        "count" if d.fmt.term == 3 or d.printed.get("term_months", "").endswith("payments") else "span"
+    )
+    remaining, sentences = list(names), []
+    templates = list(d.sentences)
+    rng.shuffle(templates)
+    for fields, template, needs in templates:
+        if set(fields) <= set(remaining) and needs in (None, term_style) and len(sentences) != most:
+            sentences.append((fields, template.format(**{name: _unbroken(d.printed[name]) for name in fields})))
+            remaining = [name for name in remaining if name not in fields]
+    return sentences
+
+
+PROSE_SHARE = 0.35
+"""Documents of the form families that state one or two of their fields in a sentence instead of
+a labelled pair ("Your loan carries an interest rate of 6.8%."), as real statements do."""
+
+
+def _summarise_in_prose(d: Draft, rng: random.Random) -> None:
+    if rng.random() >= PROSE_SHARE:
+        return
+    listed = [item.key for item in d.fields if item.key not in ("borrower_name", "account_number")]
+    sentences = _prose(d, listed, rng, most=1)
+    if not sentences or len(sentences[0][0]) > len(d.fields) - 3:
+        return
+    moved, sentence = sentences[0]
+    d.items = [item for item in d.items if item.key not in moved]
+    for name in moved:
+        d.wordings[name] = "prose"
+        d.labels.pop(name, None)
+    d.paragraphs.insert(0, (rng.choice(("Loan Summary", "About Your Loan", "Your Loan at a Glance")), sentence))
 
 
 def _unbroken(value: str) -> str:

@@ -72,7 +72,7 @@ _MONEY = re.compile(
 )
 _RATE = re.compile(r"(?<![\w.])(?P<number>\d{1,2}(?:\.\d{1,4})?)\s?(?:%|percent\b|pct\b)", re.IGNORECASE)
 _TERM = re.compile(
-    r"(?<![\w.,])(?P<number>\d{1,3})(?:\s?(?P<months>months?|mos?\b\.?|monthly\s+payments|payments|installments)"
+    r"(?<![\w.,(])(?P<number>\d{1,3})(?:\s?(?P<months>months?|mos?\b\.?|monthly\s+payments|payments|installments)"
     r"|\s?(?P<years>years?|yrs?\b\.?))?(?![\w,%/-]|\.\w)",
     re.IGNORECASE,
 )

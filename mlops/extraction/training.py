@@ -94,16 +94,32 @@ def split(options: Sequence[str], seed: int, share: float = 1 / 3) -> tuple[list
     return ranked[cut:], ranked[:cut]
 
 
+def prose_groups() -> dict[object, list[str]]:
+    """The letter sentence templates by the one field (and term style) they print; several fields: one group."""
+    groups: dict[object, list[str]] = defaultdict(list)
+    for fields, template, needs in families.LETTER_SENTENCES:
+        groups[(fields[0], needs) if len(fields) == 1 else "several"].append(template)
+    return groups
+
+
 def restrictions(seed: int) -> dict[str, dict[str, Any]]:
-    """Label wordings, titles and fonts per pool: the held-out pool uses none of the training ones."""
+    """Label wordings, titles, fonts and prose sentences per pool: the held-out pool uses none of
+    the training ones."""
     wordings = {name: split(options, seed) for name, options in families.WORDINGS.items()}
     titles = {doc_type: split(options, seed) for doc_type, options in families.TITLES.items()}
     fonts = split(families.FONTS, seed)
+    sentences: tuple[list[str], list[str]] = ([], [])
+    for group in prose_groups().values():
+        # A field (in a term style) printed by one sentence only keeps it in both pools: letters
+        # must be able to print every field.
+        for pool, chosen in zip(sentences, split(group, seed) if len(group) > 1 else (group, group), strict=True):
+            pool += chosen
     return {
         pool: {
             "wordings": {name: pair[index] for name, pair in wordings.items()},
             "titles": {doc_type: pair[index] for doc_type, pair in titles.items()},
             "fonts": fonts[index],
+            "sentences": sentences[index],
         }
         for index, pool in enumerate((TRAIN, HELD_OUT))
     }

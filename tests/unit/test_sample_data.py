@@ -23,6 +23,7 @@ from mlops.document_families import (
     FAMILIES,
     FONTS,
     KINDS,
+    LETTER_SENTENCES,
     SERVICERS,
     TITLES,
     WORDINGS,
@@ -359,7 +360,8 @@ def test_layout_facts_are_labelled(family_sweep):
             )
             assert " ".join(text.split()).casefold() == row["printed"][name].casefold(), (row["family"], name)
         for name, wording in row["wordings"].items():
-            unlabelled = row["family"] == "letter" or (name, wording) == ("borrower_name", "address block")
+            unlabelled = row["family"] == "letter" or (name, wording) in (("borrower_name", "address block"),
+                                                                         (name, "prose"))  # fmt: skip
             assert wording in WORDINGS[name] or (unlabelled and wording in LETTER_WORDINGS)
     multi = [row for _, row in family_sweep if row["family"] == "multi_section"]
     assert all(row["pages"] >= 2 and max(row["field_pages"].values()) >= 1 for row in multi)
@@ -390,6 +392,21 @@ def test_restrictions_choose_the_wordings_titles_and_fonts(family_sweep):
         assert b"/BaseFont /Courier" in data and b"/BaseFont /Helvetica" not in data
         for name, wording in row["wordings"].items():
             assert wording in wordings[name] or wording in LETTER_WORDINGS, (family, name, wording)
+
+
+def test_form_families_state_some_fields_in_sentences_from_the_allowed_templates():
+    allowed = [template for fields, template, _ in LETTER_SENTENCES if fields == ("interest_rate",)][:1]
+    allowed += [template for fields, template, _ in LETTER_SENTENCES if fields[0] != "interest_rate"]
+    forbidden = [template for fields, template, _ in LETTER_SENTENCES if fields == ("interest_rate",)][1:]
+    in_prose = []
+    for number in range(40):
+        data, row = family_document("label_list", "disclosure_statement", "text_pdf", number, sentences=allowed)
+        text = " ".join(pdf_text(data))
+        for name in [name for name, wording in row["wordings"].items() if wording == "prose"]:
+            in_prose.append(name)
+            assert row["printed"][name] in text and name not in row["printed_labels"], (number, name)
+        assert not any(template.split("{")[0] in text for template in forbidden if template.split("{")[0]), number
+    assert 5 <= len(in_prose) <= 30 and "interest_rate" in in_prose
 
 
 def test_family_documents_are_deterministic_and_the_same_across_kinds():
