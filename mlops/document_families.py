@@ -603,6 +603,7 @@ def make_document(
             draft.sentences = [template for template in LETTER_SENTENCES if template[1] in sentences]
         if family != "letter":
             _summarise_in_prose(draft, random.Random(f"{key}:{attempt}:prose"))
+            _date_the_form(draft, random.Random(f"{key}:{attempt}:dated"))
         field_pages = FAMILY_LAYOUTS[family](draft, rng)
         fits = _fits(field_pages, draft.style)
         ops = _assemble(draft, field_pages, pages, key)
@@ -1038,6 +1039,7 @@ class Draft:
     layout: dict[str, object] = field(default_factory=dict)
     mailing: tuple[str, ...] = ()  # the borrower's name and address under the header, unlabelled
     sentences: Sequence[tuple[tuple[str, ...], str, str | None]] = LETTER_SENTENCES  # prose templates
+    dated: str | None = None  # the issue date, unlabelled, under the header
 
     @property
     def fields(self) -> list[Item]:
@@ -1195,6 +1197,8 @@ def _header(d: Draft) -> tuple[list[DrawOp], float]:
     subtitle_x = s.margin if s.align == "right" else _aligned_x(s, s.measure(d.subtitle, 11))
     ops.append(s.text(subtitle_x, 130, d.subtitle, size=11))
     ops.append(DrawOp("rect", s.margin, 138, width=s.usable, height=1.0))
+    if d.dated:
+        ops.append(s.text(s.right - s.measure(d.dated, 10), 152, d.dated, size=10))
     y = 160.0
     for line in d.mailing:
         ops.append(s.text(s.margin, y, line))
@@ -1638,6 +1642,16 @@ def _summarise_in_prose(d: Draft, rng: random.Random) -> None:
         d.wordings[name] = "prose"
         d.labels.pop(name, None)
     d.paragraphs.insert(0, (rng.choice(("Loan Summary", "About Your Loan", "Your Loan at a Glance")), sentence))
+
+
+DATED_SHARE = 0.3
+"""Form documents that print their issue date alone under the header, as letters do: a date
+without a label is not the disbursement date."""
+
+
+def _date_the_form(d: Draft, rng: random.Random) -> None:
+    if rng.random() < DATED_SHARE:
+        d.dated = VALUE_MAKERS["date_recent"](rng, d.values, d.fmt)
 
 
 def _unbroken(value: str) -> str:

@@ -409,6 +409,17 @@ def test_form_families_state_some_fields_in_sentences_from_the_allowed_templates
     assert 5 <= len(in_prose) <= 30 and "interest_rate" in in_prose
 
 
+def test_some_forms_print_their_date_alone_under_the_header():
+    dated = 0
+    for number in range(30):
+        data, row = family_document("two_column", "billing_statement", "text_pdf", number)
+        lines = [line.strip() for line in pypdfium2.PdfDocument(data)[0].get_textpage().get_text_range().splitlines()]
+        alone = [line for line in lines[:6] if DATE.fullmatch(line)]
+        dated += bool(alone)
+        assert not set(alone) & set(row["printed"].values()), number
+    assert 3 <= dated <= 20
+
+
 def test_family_documents_are_deterministic_and_the_same_across_kinds():
     first = family_document("boxed_form", "billing_statement", "jpeg", "det")
     assert family_document("boxed_form", "billing_statement", "jpeg", "det") == first
