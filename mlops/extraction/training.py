@@ -104,7 +104,7 @@ def prose_groups() -> dict[object, list[str]]:
 
 def restrictions(seed: int) -> dict[str, dict[str, Any]]:
     """Label wordings, titles, fonts and prose sentences per pool: the held-out pool uses none of
-    the training ones."""
+    the training ones (but for a sentence that is the only one printing its field)."""
     wordings = {name: split(options, seed) for name, options in families.WORDINGS.items()}
     titles = {doc_type: split(options, seed) for doc_type, options in families.TITLES.items()}
     fonts = split(families.FONTS, seed)
