@@ -20,6 +20,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import yaml
 from rapidfuzz import fuzz, process
 
@@ -165,7 +166,7 @@ def _repaired_line(line: Line) -> tuple[str, list[bool]]:
     words, repaired = [], []
     for word in line.words:
         text = word.text
-        digits = sum(char.isdigit() for char in text)
+        digits = 0 if text.isalpha() else sum(char.isdigit() for char in text)
         if digits and (digits + sum(char in _NUMERIC_CHARS for char in text)) >= len(text) * 0.6:
             fixed = text.translate(_DIGIT_LOOKALIKES)
             if fixed[0] == "5" and text[0] == "S" and len(fixed) > 1 and fixed[1].isdigit():
@@ -259,9 +260,15 @@ def _account_values(line: Line) -> Iterator[tuple[int, int, str]]:
             yield index, index, token
 
 
+def _common_word(word: str) -> bool:
+    return word.lower().strip(".") in COMMON_WORDS
+
+
 def _name_values(line: Line) -> Iterator[tuple[int, int, str]]:
     """Every 2-4 word span of a run of capitalised words (``Holder Priya Oyelaran`` gives
-    ``Priya Oyelaran`` too: a label without a separator looks like a name's first word)."""
+    ``Priya Oyelaran`` too: a label without a separator looks like a name's first word), unless
+    all its words are common ones (``Account Number``, ``Important Loan Information``: 40% of the
+    spans on the sample documents)."""
     words = [word.text.rstrip(",;:") for word in line.words]
     index = 0
     while index < len(words):
@@ -275,26 +282,48 @@ def _name_values(line: Line) -> Iterator[tuple[int, int, str]]:
         for first in range(index, end - 1):
             for last in range(first + 1, min(end, first + 4)):
                 span = words[first : last + 1]
-                if any(len(word) > 2 for word in span) and not span[-1].endswith("."):
+                if (
+                    any(len(word) > 2 for word in span)
+                    and not span[-1].endswith(".")
+                    and not all(_common_word(word) for word in span)
+                ):
                     yield first, last, " ".join(span)
         index = max(end, index + 1)
 
 
-def _servicer_values(line: Line, lexicon: Lexicon) -> Iterator[tuple[int, int, str]]:
-    text = line.text.lower()
-    for name, aliases in lexicon.servicers.items():
-        best = process.extractOne(text, aliases, scorer=fuzz.partial_ratio, score_cutoff=86)
-        if best is None:
-            continue
-        alignment = fuzz.partial_ratio_alignment(best[0], text)
-        first, last = _span(line, alignment.dest_start, alignment.dest_end)
-        yield first, last, name
+SERVICER_CUTOFF = 86
+
+
+def _servicer_values(lines: Sequence[Line], lexicon: Lexicon) -> list[list[tuple[int, int, str]]]:
+    """Per line, the known servicers it names: (first word, last word, canonical name), each
+    matched by its first best alias; one vectorised rapidfuzz call for all lines."""
+    names = list(lexicon.servicers)
+    aliases = [alias for name in names for alias in lexicon.servicers[name]]
+    owner = [name for name in names for _ in lexicon.servicers[name]]
+    texts = [line.text.lower() for line in lines]
+    if not texts:
+        return []
+    scores = process.cdist(texts, aliases, scorer=fuzz.partial_ratio, score_cutoff=SERVICER_CUTOFF, dtype=np.float64)
+    found: list[list[tuple[int, int, str]]] = []
+    for line, text, row in zip(lines, texts, scores):
+        best: dict[str, int] = {}
+        for index in np.flatnonzero(row).tolist():
+            if owner[index] not in best or row[index] > row[best[owner[index]]]:
+                best[owner[index]] = index
+        on_line = []
+        for name in names:
+            if name in best:
+                alignment = fuzz.partial_ratio_alignment(aliases[best[name]], text)
+                on_line.append((*_span(line, alignment.dest_start, alignment.dest_end), name))
+        found.append(on_line)
+    return found
 
 
 def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bool = False) -> list[Candidate]:
     """Every typed value on the pages, in reading order."""
     found: list[Candidate] = []
     for page in pages:
+        servicers_of_line = _servicer_values(page.lines, lexicon)
         for number, line in enumerate(page.lines):
             text, repaired = _repaired_line(line)
 
@@ -311,7 +340,7 @@ def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bo
                 )
             for first, last, value in _account_values(line):
                 found.append(Candidate("account", value, page.index, number, first, last, repaired[first]))
-            servicers = list(_servicer_values(line, lexicon))
+            servicers = servicers_of_line[number]
             for first, last, value in _name_values(line):
                 # A known servicer's name is an organisation, never a person's.
                 if not any(first <= servicer_last and servicer_first <= last for servicer_first, servicer_last, _ in servicers):
@@ -476,87 +505,103 @@ def _clause(page: PageLayout, line_number: int, first_word: int) -> list[str]:
     return clause
 
 
+OWNERS = (*FIELD_NAMES, OTHER)
+
+
+def _best_per_owner(texts: list[str], lexicon: Lexicon) -> np.ndarray:
+    """(text, owner) -> the best fuzzy similarity (0-100) of the text to the owner's wordings, owners
+    in OWNERS order; one vectorised rapidfuzz call."""
+    unique = {text: row for row, text in enumerate(dict.fromkeys(texts))}
+    matrix = process.cdist(list(unique), lexicon.phrases, scorer=fuzz.ratio, dtype="uint8")
+    columns = [[i for i, o in enumerate(lexicon.owners) if o == owner] for owner in OWNERS]
+    best = np.stack([matrix[:, cols].max(axis=1) for cols in columns], axis=1)
+    return best[[unique[text] for text in texts]]
+
+
+def _best_per_group(values: np.ndarray, sizes: list[int]) -> tuple[list[int], list[list[int]]]:
+    """Column-wise maxima of consecutive row groups of ``sizes`` rows: the indexes of the non-empty
+    groups and their maxima."""
+    nonempty = [index for index, size in enumerate(sizes) if size]
+    if not nonempty:
+        return [], []
+    starts = np.cumsum([0, *sizes])[:-1][nonempty]
+    return nonempty, np.maximum.reduceat(values, starts, axis=0).tolist()
+
+
 def _clause_similarities(clauses: list[list[str]], lexicon: Lexicon) -> list[dict[str, tuple[float, float]]]:
     """For each clause, per field and ``other``: the best similarity of any 1-4 word phrase of it to
-    the wordings, and how many words lie between that phrase and the value (NO_CLAUSE_LABEL if none)."""
-    owners = [*FIELD_NAMES, OTHER]
-    grams_of: list[list[tuple[str, int]]] = []
-    unique: dict[str, int] = {}
+    the wordings, and how many words lie between that phrase and the value (NO_CLAUSE_LABEL if none;
+    of equally similar phrases, the nearest)."""
+    grams, distances, sizes = [], [], []
     for clause in clauses:
         tokens = [(normalise_label(word), len(clause) - 1 - position) for position, word in enumerate(clause)]
         tokens = [(token, distance) for token, distance in tokens if token]
-        grams = []
+        before = len(grams)
         for start in range(len(tokens)):
             for end in range(start + 1, min(len(tokens), start + 4) + 1):
-                text = " ".join(token for token, _ in tokens[start:end])
-                grams.append((text, tokens[end - 1][1]))
-                unique.setdefault(text, len(unique))
-        grams_of.append(grams)
-    empty = dict.fromkeys(owners, (0.0, NO_CLAUSE_LABEL))
-    if not unique:
-        return [empty for _ in clauses]
-    matrix = process.cdist(list(unique), lexicon.phrases, scorer=fuzz.ratio, dtype="uint8")
-    columns = {owner: [i for i, o in enumerate(lexicon.owners) if o == owner] for owner in owners}
-    best = {owner: matrix[:, cols].max(axis=1) for owner, cols in columns.items()}
-    results = []
-    for grams in grams_of:
-        result = {}
-        for owner in owners:
-            scored = [(int(best[owner][unique[text]]) / 100, -distance) for text, distance in grams]
-            top = max(scored, default=(0.0, -NO_CLAUSE_LABEL))
-            result[owner] = (top[0], float(-top[1]) if top[0] >= 0.8 else NO_CLAUSE_LABEL)
-        results.append(result)
+                grams.append(" ".join(token for token, _ in tokens[start:end]))
+                distances.append(tokens[end - 1][1])
+        sizes.append(len(grams) - before)
+    results = [dict.fromkeys(OWNERS, (0.0, NO_CLAUSE_LABEL)) for _ in clauses]
+    if not grams:
+        return results
+    # similarity first, then the smaller distance: one integer to take the maximum of
+    keys = _best_per_owner(grams, lexicon).astype(np.int64) * 1000 + (999 - np.array(distances))[:, None]
+    for index, best in zip(*_best_per_group(keys, sizes)):
+        similarities = [(key // 1000 / 100, 999 - key % 1000) for key in best]
+        results[index] = {
+            owner: (similarity, float(distance) if similarity >= 0.8 else NO_CLAUSE_LABEL)
+            for owner, (similarity, distance) in zip(OWNERS, similarities)
+        }
     return results
 
 
 def _similarities(queries: list[list[str]], lexicon: Lexicon) -> list[dict[str, float]]:
     """For each context (its suffixes), the best fuzzy similarity (0-1) to each field's wordings
-    and to the distractor labels; one vectorised rapidfuzz call for the whole page set."""
+    and to the distractor labels."""
+    results = [dict.fromkeys(OWNERS, 0.0) for _ in queries]
     flat = [suffix for suffixes in queries for suffix in suffixes]
-    owners = [*FIELD_NAMES, OTHER]
-    if not flat:
-        return [dict.fromkeys(owners, 0.0) for _ in queries]
-    matrix = process.cdist(flat, lexicon.phrases, scorer=fuzz.ratio, dtype="uint8")
-    columns = {owner: [i for i, o in enumerate(lexicon.owners) if o == owner] for owner in owners}
-    best_per_owner = {owner: matrix[:, cols].max(axis=1) for owner, cols in columns.items()}
-    results, offset = [], 0
-    for suffixes in queries:
-        rows = range(offset, offset + len(suffixes))
-        results.append(
-            {owner: (max(int(best[r]) for r in rows) / 100 if suffixes else 0.0) for owner, best in best_per_owner.items()}
-        )
-        offset += len(suffixes)
+    if flat:
+        best = _best_per_owner(flat, lexicon)
+        for index, row in zip(*_best_per_group(best, [len(suffixes) for suffixes in queries])):
+            results[index] = {owner: value / 100 for owner, value in zip(OWNERS, row)}
     return results
 
 
 def candidate_rows(
     pages: Sequence[PageLayout], candidates: list[Candidate], lexicon: Lexicon
-) -> list[tuple[str, Candidate, dict[str, float]]]:
-    """(field, candidate, features) for every field each candidate's type can fill."""
+) -> list[tuple[str, Candidate, list[float]]]:
+    """(field, candidate, feature vector in FEATURE_NAMES order) for every field each candidate's
+    type can fill."""
     by_page = {page.index: page for page in pages}
     contexts: list[list[str]] = []
     skips: list[tuple[int, int]] = []
     clauses: list[list[str]] = []
-    geometry: list[tuple[float, float, float, float, float, int]] = []
+    geometry: list[tuple[float, float, float, float]] = []
+    left_contexts: dict[tuple[int, int, int], tuple[list[str], float, int]] = {}
     for candidate in candidates:
         page = by_page[candidate.page]
         line = page.lines[candidate.line]
         words = line.words[candidate.first_word : candidate.last_word + 1]
-        left, left_gap, left_skipped = _left_context(page, candidate.line, candidate.first_word)
+        # name spans sharing their first word share its left context
+        left_key = (candidate.page, candidate.line, candidate.first_word)
+        if left_key not in left_contexts:
+            left_contexts[left_key] = _left_context(page, candidate.line, candidate.first_word)
+        left, left_gap, left_skipped = left_contexts[left_key]
         above, above_gap, above_skipped = _cell_above(page, candidate.line, words[0].x0, words[-1].x1)
         # A row header (found past value cells) says what the whole row is: its first words count too.
         contexts += [_suffixes(left, prefixes=left_skipped > 0, shortest_prefix=1), _suffixes(above, prefixes=True)]
         # A capitalised label ("Home Address", "FIRST DISBURSEMENT") also reads as a name: how
         # much the name itself looks like a label.
         contexts.append(_suffixes([word.text for word in words])[-1:] if candidate.value_type == "name" else [])
-        geometry.append((left_gap, above_gap, words[0].x0, words[0].y0 / page.aspect, line.height, len(line.words)))
+        geometry.append((left_gap, above_gap, words[0].y0 / page.aspect, line.height))
         skips.append((left_skipped, above_skipped))
         clauses.append(
             _clause(page, candidate.line, candidate.first_word) if candidate.value_type not in ("name", "servicer") else []
         )
     sims = _similarities(contexts, lexicon)
     clause_sims = _clause_similarities(clauses, lexicon)
-    heights = sorted(g[4] for g in geometry) or [1.0]
+    heights = sorted(g[3] for g in geometry) or [1.0]
     median_height = heights[len(heights) // 2]
     counts: dict[tuple[str, object], int] = {}
     for candidate in candidates:
@@ -568,16 +613,13 @@ def candidate_rows(
         for i, word in enumerate(line.words[:-1])
         if word.text.lower() in ("dear", "hello", "hi")
     }
-    type_rank: dict[tuple[int, str], int] = {}
     rows = []
     for number, candidate in enumerate(candidates):
         left_sim, above_sim, own_sim = sims[3 * number : 3 * number + 3]
-        left_gap, above_gap, x, y, height, line_words = geometry[number]
+        left_gap, above_gap, y, height = geometry[number]
         page = by_page[candidate.page]
         line = page.lines[candidate.line]
         words = line.words[candidate.first_word : candidate.last_word + 1]
-        rank_key = (candidate.page, candidate.value_type)
-        type_rank[rank_key] = type_rank.get(rank_key, 0) + 1
         separator = line.words[candidate.first_word - 1].text[-1:] if candidate.first_word else ""
         below = page.lines[candidate.line + 1] if candidate.line + 1 < len(page.lines) else None
         is_name = candidate.value_type == "name"
@@ -591,10 +633,7 @@ def candidate_rows(
             "has_left": float(candidate.first_word > 0),
             "left_skipped": float(skips[number][0]),
             "above_skipped": float(skips[number][1]),
-            "words_after": float(len(line.words) - 1 - candidate.last_word),
-            "line_words": float(line_words),
             "prose": float(sum(w.text[:1].islower() for w in line.words) >= 3),
-            "x": x,
             "y": y,
             "page": float(candidate.page),
             "relative_size": height / max(median_height, 1e-6),
@@ -603,7 +642,6 @@ def candidate_rows(
             "repaired": float(candidate.repaired),
             "unit": float(candidate.unit),
             "repeats": float(counts[(candidate.value_type, candidate.value)]),
-            "type_rank": float(type_rank[rank_key]),
             "span_words": float(candidate.last_word - candidate.first_word + 1),
             "value_label": max(own_sim.values()),
             "greeted": float(is_name and any(token.lower() in greeted for token in str(candidate.value).split())),
@@ -615,6 +653,7 @@ def candidate_rows(
             ),
             **_value_features(candidate),
         }
+        shared = [base[name] for name in FEATURE_NAMES[len(FIELD_FEATURES) :]]
         for field_name in FIELD_NAMES:
             if FIELD_TYPES[field_name] != candidate.value_type:
                 continue
@@ -627,19 +666,18 @@ def candidate_rows(
                 (
                     field_name,
                     candidate,
-                    {
-                        **base,
-                        "left_own": left_sim[field_name],
-                        "above_own": above_sim[field_name],
-                        "left_best_other_field": max((left_sim[name] for name in others), default=0.0),
-                        "above_best_other_field": max((above_sim[name] for name in others), default=0.0),
-                        "left_margin": left_sim[field_name] - max(left_sim[name] for name in [*others, OTHER]),
-                        "above_margin": above_sim[field_name] - max(above_sim[name] for name in [*others, OTHER]),
-                        "clause_own": clause_sims[number][field_name][0],
-                        "clause_margin": clause_sims[number][field_name][0]
-                        - max(clause_sims[number][name][0] for name in [*others, OTHER]),
-                        "clause_distance": clause_sims[number][field_name][1],
-                    },
+                    [  # FIELD_FEATURES, then the rest of FEATURE_NAMES
+                        left_sim[field_name],
+                        above_sim[field_name],
+                        max((left_sim[name] for name in others), default=0.0),
+                        max((above_sim[name] for name in others), default=0.0),
+                        left_sim[field_name] - max(left_sim[name] for name in [*others, OTHER]),
+                        above_sim[field_name] - max(above_sim[name] for name in [*others, OTHER]),
+                        clause_sims[number][field_name][0],
+                        clause_sims[number][field_name][0] - max(clause_sims[number][name][0] for name in [*others, OTHER]),
+                        clause_sims[number][field_name][1],
+                        *shared,
+                    ],
                 )
             )
     return rows
@@ -657,7 +695,7 @@ def _value_features(candidate: Candidate) -> dict[str, float]:
     features["negative"] = float(isinstance(value, (int, float)) and value < 0)
     if candidate.value_type == "name":
         tokens = str(value).split()
-        features["common_words"] = float(sum(token.lower().strip(".") in COMMON_WORDS for token in tokens))
+        features["common_words"] = float(sum(_common_word(token) for token in tokens))
         features["upper"] = float(str(value).isupper())
     else:
         features["common_words"] = 0.0
@@ -666,9 +704,13 @@ def _value_features(candidate: Candidate) -> dict[str, float]:
     return features
 
 
-FEATURE_NAMES: tuple[str, ...] = (
+FIELD_FEATURES = (
     "left_own", "above_own", "left_best_other_field", "above_best_other_field", "left_margin",
-    "above_margin", "clause_own", "clause_margin", "clause_distance", "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
+    "above_margin", "clause_own", "clause_margin", "clause_distance",
+)  # fmt: skip
+"""The features that depend on the field a candidate is scored for, in candidate_rows' order."""
+FEATURE_NAMES: tuple[str, ...] = (
+    *FIELD_FEATURES, "left_other", "above_other", "left_gap", "above_gap", "separator_colon",
     "separator_dash", "has_left", "left_skipped", "above_skipped", "prose", "y", "page", "relative_size", "confidence", "ocr",
     "repaired", "unit", "repeats", "span_words", "value_label", "greeted", "address_below",
     *(f"type_{value_type}" for value_type in VALUE_TYPES), "magnitude", "negative", "common_words",
@@ -686,5 +728,4 @@ def feature_table(
     pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bool = False
 ) -> list[tuple[str, Candidate, list[float]]]:
     """(field, candidate, feature vector in FEATURE_NAMES order) for one document's pages."""
-    rows = candidate_rows(pages, find_candidates(pages, lexicon, day_first), lexicon)
-    return [(name, candidate, [features[key] for key in FEATURE_NAMES]) for name, candidate, features in rows]
+    return candidate_rows(pages, find_candidates(pages, lexicon, day_first), lexicon)

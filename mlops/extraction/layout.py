@@ -41,11 +41,15 @@ class Word:
 
 @dataclass(slots=True)
 class Line:
-    """Words left to right; ``starts[i]`` is where word i begins in ``text`` (words joined by one space)."""
+    """Words left to right; ``starts[i]`` is where word i begins in ``text`` (words joined by one
+    space). Its geometry is computed once: the field logic asks for it thousands of times a page."""
 
     words: list[Word]
     text: str = ""
     starts: list[int] = field(default_factory=list)
+    y0: float = 0.0
+    y1: float = 0.0
+    height: float = 0.0  # the median word height: the line's font size
 
     def __post_init__(self) -> None:
         self.words.sort(key=lambda word: word.x0)
@@ -54,18 +58,9 @@ class Line:
             self.starts.append(offset)
             offset += len(word.text) + 1
         self.text = " ".join(word.text for word in self.words)
-
-    @property
-    def y0(self) -> float:
-        return min(word.y0 for word in self.words)
-
-    @property
-    def y1(self) -> float:
-        return max(word.y1 for word in self.words)
-
-    @property
-    def height(self) -> float:
-        return sorted(word.height for word in self.words)[len(self.words) // 2]
+        self.y0 = min(word.y0 for word in self.words)
+        self.y1 = max(word.y1 for word in self.words)
+        self.height = sorted(word.height for word in self.words)[len(self.words) // 2]
 
     def word_at(self, offset: int) -> int:
         """The index of the word holding character ``offset`` of ``text``."""

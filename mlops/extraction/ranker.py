@@ -61,8 +61,11 @@ class FieldRanker:
     def scores(self, rows: np.ndarray) -> np.ndarray:
         if not len(rows):
             return np.zeros(0)
+        # predict_proba()[:, 1] of the one calibrated classifier (ensemble=False) without the
+        # wrapper's per-call checks, which cost as much as the trees
+        (calibrated,) = self.model.calibrated_classifiers_
         with _threadpools().limit(limits=1), sklearn.config_context(**TRUSTED_INPUT):
-            return self.model.predict_proba(rows)[:, 1]
+            return calibrated.calibrators[0].predict(calibrated.estimator.decision_function(rows))
 
     def pick(self, table: Sequence[tuple[str, Candidate, list[float]]], raw_text) -> dict[str, FieldValue]:
         """The best candidate of each field, kept when its probability reaches ``min_confidence``.

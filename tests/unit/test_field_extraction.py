@@ -133,6 +133,19 @@ def test_a_servicer_after_a_label_with_name_in_it_is_never_the_borrower(model_fi
     assert found["servicer"] == "Meridian Ridge Loan Services"
 
 
+def test_headings_of_common_words_are_not_person_names(model_file: str) -> None:
+    data = pdf(
+        [
+            (72, 72, "Important Loan Information"),
+            (72, 110, "Account Holder Summary"),
+            (72, 130, "Grace Okafor-Lindqvist"),
+        ]
+    )
+    layouts = list(read_layouts(ExtractJob("test", DocumentFormat.PDF, data, 300, 40)))
+    names = {candidate.value for candidate in find_candidates(layouts, load_models(model_file).lexicon) if candidate.value_type == "name"}
+    assert names == {"Account Holder", "Holder Summary", "Account Holder Summary", "Grace Okafor-Lindqvist"}
+
+
 def test_a_non_loan_form_is_unknown_and_yields_no_loan_fields_with_confidence(model_file: str) -> None:
     data = pdf(
         [
