@@ -84,6 +84,7 @@ _DATE_PATTERNS = (
     re.compile(rf"(?<!\w)(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s?{_MONTH},?\s?(?P<year>\d{{4}})(?!\w)", re.IGNORECASE),
 )
 _ACCOUNT = re.compile(r"^[A-Z]{0,4}[-#]?\d[\dA-Z-]{4,}$")
+_DIGIT = re.compile(r"\d")
 _PHONE = re.compile(r"^(?:1-)?\(?\d{3}\)?-\d{3}-\d{4}$")
 _NAME_WORD = re.compile(r"^(?:[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?|[A-Z][A-Z'-]+|[A-Z]\.)$")
 _ABBREVIATIONS = (
@@ -326,20 +327,20 @@ def find_candidates(pages: Sequence[PageLayout], lexicon: Lexicon, day_first: bo
         servicers_of_line = _servicer_values(page.lines, lexicon)
         for number, line in enumerate(page.lines):
             text, repaired = _repaired_line(line)
-
-            typed = [
-                *(("money", *found_value) for found_value in _money_values(text)),
-                *(("rate", *found_value) for found_value in _rate_values(text)),
-                *(("term", *found_value) for found_value in _term_values(text)),
-                *(("date", *found_value) for found_value in _date_values(text, day_first)),
-            ]
-            for value_type, start, end, value, unit in typed:
-                first, last = _span(line, start, end)
-                found.append(
-                    Candidate(value_type, value, page.index, number, first, last, any(repaired[first : last + 1]), unit)
-                )
-            for first, last, value in _account_values(line):
-                found.append(Candidate("account", value, page.index, number, first, last, repaired[first]))
+            if _DIGIT.search(text):  # every typed value but names and servicers has a digit
+                typed = [
+                    *(("money", *found_value) for found_value in _money_values(text)),
+                    *(("rate", *found_value) for found_value in _rate_values(text)),
+                    *(("term", *found_value) for found_value in _term_values(text)),
+                    *(("date", *found_value) for found_value in _date_values(text, day_first)),
+                ]
+                for value_type, start, end, value, unit in typed:
+                    first, last = _span(line, start, end)
+                    found.append(
+                        Candidate(value_type, value, page.index, number, first, last, any(repaired[first : last + 1]), unit)
+                    )
+                for first, last, value in _account_values(line):
+                    found.append(Candidate("account", value, page.index, number, first, last, repaired[first]))
             servicers = servicers_of_line[number]
             for first, last, value in _name_values(line):
                 # A known servicer's name is an organisation, never a person's.
@@ -653,15 +654,11 @@ def candidate_rows(
             ),
             **_value_features(candidate),
         }
-        shared = [base[name] for name in FEATURE_NAMES[len(FIELD_FEATURES) :]]
+        shared = [base[name] for name in _SHARED_FEATURES]
         for field_name in FIELD_NAMES:
             if FIELD_TYPES[field_name] != candidate.value_type:
                 continue
-            # A value printed with its unit ($, %, months) cannot be a field of another type: a
-            # label of such a field beside it ("monthly payments of $94.94" also reads as a
-            # term's "payments") is no evidence against it.
-            others = [name for name in FIELD_NAMES if name != field_name
-                      and (not candidate.unit or FIELD_TYPES[name] == candidate.value_type)]  # fmt: skip
+            others = _RIVALS[(field_name, candidate.unit)]
             rows.append(
                 (
                     field_name,
@@ -671,16 +668,28 @@ def candidate_rows(
                         above_sim[field_name],
                         max((left_sim[name] for name in others), default=0.0),
                         max((above_sim[name] for name in others), default=0.0),
-                        left_sim[field_name] - max(left_sim[name] for name in [*others, OTHER]),
-                        above_sim[field_name] - max(above_sim[name] for name in [*others, OTHER]),
+                        left_sim[field_name] - max(left_sim[name] for name in (*others, OTHER)),
+                        above_sim[field_name] - max(above_sim[name] for name in (*others, OTHER)),
                         clause_sims[number][field_name][0],
-                        clause_sims[number][field_name][0] - max(clause_sims[number][name][0] for name in [*others, OTHER]),
+                        clause_sims[number][field_name][0] - max(clause_sims[number][name][0] for name in (*others, OTHER)),
                         clause_sims[number][field_name][1],
                         *shared,
                     ],
                 )
             )
     return rows
+
+
+# A value printed with its unit ($, %, months) cannot be a field of another type: a label of such
+# a field beside it ("monthly payments of $94.94" also reads as a term's "payments") is no
+# evidence against it. (field, printed with unit) -> the fields whose labels count against it.
+_RIVALS = {
+    (field_name, unit): tuple(
+        name for name in FIELD_NAMES if name != field_name and (not unit or FIELD_TYPES[name] == FIELD_TYPES[field_name])
+    )
+    for field_name in FIELD_NAMES
+    for unit in (False, True)
+}
 
 
 def _value_features(candidate: Candidate) -> dict[str, float]:
@@ -716,6 +725,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"type_{value_type}" for value_type in VALUE_TYPES), "magnitude", "negative", "common_words",
     "upper", "letters",
 )  # fmt: skip
+
+
+_SHARED_FEATURES = FEATURE_NAMES[len(FIELD_FEATURES) :]
 
 
 def candidate_text(pages: Mapping[int, PageLayout], candidate: Candidate) -> str:
