@@ -51,7 +51,8 @@ def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> di
                 if STOP_SIGNALS:  # e.g. its workers got the same SIGTERM and died first
                     raise RunInterrupted(STOP_SIGNALS[0]) from error
                 try:
-                    from mlops.stages.generate_reports import publish_failure  # pandas, plotly: not before acquire
+                    # imported here: pandas and the report's libraries load after acquire starts the workers
+                    from mlops.stages.generate_reports import publish_failure
 
                     publish_failure(ctx, name, describe(error))
                 except Exception as unpublished:  # noqa: BLE001 - logged; the run is closed and the error re-raised
