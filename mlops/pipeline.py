@@ -20,6 +20,7 @@ from mlops.config import Settings
 from mlops.errors import RunBusy, RunInterrupted, describe
 from mlops.io.metadata import RunLease
 from mlops.stages import STAGE_NAMES, STOP_SIGNALS, interrupted, open_context, run_stage, stop_on_signals
+from mlops.stages.generate_reports import publish_failure
 
 log = logging.getLogger(__name__)
 # What later stages import inside their functions (Great Expectations ~2.5 s, scikit-learn and the
@@ -51,9 +52,6 @@ def run_all(run_id: str, settings: Settings | None = None, **options: Any) -> di
                 if STOP_SIGNALS:  # e.g. its workers got the same SIGTERM and died first
                     raise RunInterrupted(STOP_SIGNALS[0]) from error
                 try:
-                    # imported here: pandas and the report's libraries load after acquire starts the workers
-                    from mlops.stages.generate_reports import publish_failure
-
                     publish_failure(ctx, name, describe(error))
                 except Exception as unpublished:  # noqa: BLE001 - logged; the run is closed and the error re-raised
                     log.error("could not publish the failed run %s (%s); closing it as an error",

@@ -2,9 +2,6 @@
 
 Stages never build paths: they ask the catalog for ``"validate_documents/outcomes"`` and the
 catalog maps the name to an object key (Parquet for tables, JSON for manifests).
-
-pandas is imported by the methods that need it (~0.5 s): a run's first stage lists the landing
-area and starts the worker server before it writes a table.
 """
 
 from __future__ import annotations
@@ -12,15 +9,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel
 
 from mlops.errors import DatasetNotFound, ObjectNotFound
 from mlops.io.objects import ObjectStore
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 class Catalog:
@@ -33,8 +28,6 @@ class Catalog:
         return f"{self.root}/{name}.{extension}"
 
     def save_table(self, name: str, rows: Iterable[BaseModel | dict[str, Any]] | pd.DataFrame) -> str:
-        import pandas as pd
-
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(_plain(row) for row in rows)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
@@ -43,8 +36,6 @@ class Catalog:
         return key
 
     def load_table(self, name: str) -> pd.DataFrame:
-        import pandas as pd
-
         return pd.read_parquet(io.BytesIO(self._get(self.key(name, "parquet"), name)))
 
     def load_records(self, name: str) -> list[dict[str, Any]]:
@@ -54,8 +45,6 @@ class Catalog:
 
     def load_parts(self, name: str) -> pd.DataFrame:
         """Concatenate the tables ``<name>/part-*.parquet`` written by mapped (batched) tasks."""
-        import pandas as pd
-
         keys = [info.key for info in self.store.list(f"{self.root}/{name}") if info.key.endswith(".parquet")]
         if not keys:
             raise DatasetNotFound(
