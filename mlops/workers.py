@@ -17,6 +17,7 @@ ready for its first document, and one terminated from outside (SIGTERM, SIGHUP: 
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
 import os
@@ -116,6 +117,7 @@ def _serve(conn: Connection, function: Callable[[Any], Any], memory_mb: int) -> 
     Ctrl-C is for the main process: it stops the run and kills its workers itself.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()  # the server's preloaded modules: never garbage, and pages stay shared with it
     _exit_with_the_run()
     _limit_worker(memory_mb)
     conn.send(_READY)
