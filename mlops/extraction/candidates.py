@@ -85,6 +85,7 @@ _DATE_PATTERNS = (
 )
 _ACCOUNT = re.compile(r"^[A-Z]{0,4}[-#]?\d[\dA-Z-]{4,}$")
 _DIGIT = re.compile(r"\d")
+_INITIAL = re.compile(r"[A-Z]\.$")
 _PHONE = re.compile(r"^(?:1-)?\(?\d{3}\)?-\d{3}-\d{4}$")
 _NAME_WORD = re.compile(r"^(?:[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?|[A-Z][A-Z'-]+|[A-Z]\.)$")
 _ABBREVIATIONS = (
@@ -262,7 +263,9 @@ def _account_values(line: Line) -> Iterator[tuple[int, int, str]]:
 
 
 def _common_word(word: str) -> bool:
-    return word.lower().strip(".") in COMMON_WORDS
+    """A word of COMMON_WORDS, but not an initial: ``A.`` and ``P.`` in ``Nadia A. Thornbury``
+    are not the article and the ``P.`` of ``P.O. Box``."""
+    return not _INITIAL.match(word) and word.lower().strip(".") in COMMON_WORDS
 
 
 def _name_values(line: Line) -> Iterator[tuple[int, int, str]]:

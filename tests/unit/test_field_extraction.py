@@ -11,7 +11,7 @@ import pytest
 from fpdf import FPDF
 
 from mlops.errors import ConfigError
-from mlops.extraction.candidates import find_candidates, parse_date
+from mlops.extraction.candidates import FEATURE_NAMES, feature_table, find_candidates, parse_date
 from mlops.extraction.extractors import ExtractJob, extract_document, read_layouts
 from mlops.extraction.trained_models import load_models
 from mlops.models import UNKNOWN_DOCUMENT_TYPE, DocumentFormat
@@ -144,6 +144,19 @@ def test_headings_of_common_words_are_not_person_names(model_file: str) -> None:
     layouts = list(read_layouts(ExtractJob("test", DocumentFormat.PDF, data, 300, 40)))
     names = {candidate.value for candidate in find_candidates(layouts, load_models(model_file).lexicon) if candidate.value_type == "name"}
     assert names == {"Account Holder", "Holder Summary", "Account Holder Summary", "Grace Okafor-Lindqvist"}
+
+
+def test_a_middle_initial_is_not_a_common_word(model_file: str) -> None:
+    """``A.`` and ``P.`` are initials here, not the article or the P of P.O. Box: the ranker
+    learnt that common words mark a label, so they pushed such names under the threshold."""
+    data = pdf([(72, 72, "Borrower Name: Leila P. Okafor"), (72, 92, "Co-signer: Nadia A. Thornbury")])
+    layouts = list(read_layouts(ExtractJob("test", DocumentFormat.PDF, data, 300, 40)))
+    common_words = {
+        candidate.value: features[FEATURE_NAMES.index("common_words")]
+        for _, candidate, features in feature_table(layouts, load_models(model_file).lexicon)
+        if candidate.value_type == "name"
+    }
+    assert common_words["Leila P. Okafor"] == common_words["Nadia A. Thornbury"] == 0.0
 
 
 def test_a_non_loan_form_is_unknown_and_yields_no_loan_fields_with_confidence(model_file: str) -> None:
