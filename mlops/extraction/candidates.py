@@ -582,16 +582,11 @@ def candidate_rows(
     skips: list[tuple[int, int]] = []
     clauses: list[list[str]] = []
     geometry: list[tuple[float, float, float, float]] = []
-    left_contexts: dict[tuple[int, int, int], tuple[list[str], float, int]] = {}
     for candidate in candidates:
         page = by_page[candidate.page]
         line = page.lines[candidate.line]
         words = line.words[candidate.first_word : candidate.last_word + 1]
-        # name spans sharing their first word share its left context
-        left_key = (candidate.page, candidate.line, candidate.first_word)
-        if left_key not in left_contexts:
-            left_contexts[left_key] = _left_context(page, candidate.line, candidate.first_word)
-        left, left_gap, left_skipped = left_contexts[left_key]
+        left, left_gap, left_skipped = _left_context(page, candidate.line, candidate.first_word)
         above, above_gap, above_skipped = _cell_above(page, candidate.line, words[0].x0, words[-1].x1)
         # A row header (found past value cells) says what the whole row is: its first words count too.
         contexts += [_suffixes(left, prefixes=left_skipped > 0, shortest_prefix=1), _suffixes(above, prefixes=True)]
