@@ -191,7 +191,9 @@ class TrainSettings(BaseModel):
         [["classic"], ["label_list"], ["two_column"], ["boxed_form"], ["table"], ["letter"], ["multi_section"]],
         description="layout families held out together; every family must be in one fold",
     )
-    min_field_confidence: float = Field(0.5, ge=0, le=1, description="below it a field is left empty")
+    wrong_value_cost: float = Field(
+        3.0, gt=0, description="how many right values one wrong value costs: sets the field threshold"
+    )
     min_doctype_confidence: float = Field(0.5, ge=0, le=1, description="below it the type is unknown")
 
 

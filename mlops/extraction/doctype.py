@@ -71,13 +71,18 @@ class DocTypeModel:
 
     def predict(self, text: str) -> tuple[str, float]:
         """(document type or ``unknown``, probability of the most likely type)."""
-        if not text.strip():
-            return UNKNOWN_DOCUMENT_TYPE, 0.0
-        with sklearn.config_context(**TRUSTED_INPUT):
-            probabilities = self.pipeline.predict_proba([normalise_text(text)])[0]
-        best = int(probabilities.argmax())
-        label = str(self.pipeline.classes_[best])
-        confidence = float(probabilities[best])
-        if label not in DOCUMENT_TYPES or confidence < self.min_confidence:
-            return UNKNOWN_DOCUMENT_TYPE, round(confidence, 4)
-        return label, round(confidence, 4)
+        return self.predict_many([text])[0]
+
+    def predict_many(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """:meth:`predict` of each text, in one pass through the model."""
+        readable = [index for index, text in enumerate(texts) if text.strip()]
+        answers = [(UNKNOWN_DOCUMENT_TYPE, 0.0)] * len(texts)
+        if readable:
+            with sklearn.config_context(**TRUSTED_INPUT):
+                probabilities = self.pipeline.predict_proba([normalise_text(texts[index]) for index in readable])
+            for index, row in zip(readable, probabilities, strict=True):
+                best = int(row.argmax())
+                label, confidence = str(self.pipeline.classes_[best]), float(row[best])
+                known = label in DOCUMENT_TYPES and confidence >= self.min_confidence
+                answers[index] = (label if known else UNKNOWN_DOCUMENT_TYPE, round(confidence, 4))
+        return answers

@@ -37,7 +37,7 @@ class FieldRanker:
     made fitting ~100x slower."""
 
     model: CalibratedClassifierCV
-    min_confidence: float
+    min_confidence: float = 0.5  # chosen by training (``mlops.extraction.training.field_threshold``)
 
     @classmethod
     def train(
@@ -45,7 +45,6 @@ class FieldRanker:
         rows: np.ndarray,
         positive: np.ndarray,
         *,
-        min_confidence: float,
         max_iter: int = 200,
         learning_rate: float = 0.1,
         seed: int = 0,
@@ -56,7 +55,7 @@ class FieldRanker:
         model = CalibratedClassifierCV(booster, method="isotonic", cv=3, ensemble=False)
         with _threadpools().limit(limits=1):
             model.fit(rows, positive)
-        return cls(model, min_confidence)
+        return cls(model)
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
         if not len(rows):

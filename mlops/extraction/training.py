@@ -6,6 +6,11 @@ that share no label wording, title or font: the *training* pool and the *held-ou
 family is evaluated by a model trained without that family (leave-family-out folds) on held-out
 documents of it, so every reported figure is on layouts, wordings, titles and fonts the model
 never saw. The model that is saved is then trained on the whole training pool.
+
+The confidence under which a field is left empty is chosen the same way: on training-pool
+documents of each family scored by the model trained without it, the threshold that maximises
+right values minus ``wrong_value_cost`` wrong ones. A model is less sure of itself on a layout it
+has never seen, so a threshold fitted on the families it was trained on leaves right values out.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class TrainingPlan:
     scan_documents: int  # per family, document type and pool
     non_loan_documents: int  # per pool, half text, half scans
     folds: tuple[tuple[str, ...], ...]  # families held out together
-    min_field_confidence: float
+    wrong_value_cost: float
     min_doctype_confidence: float
     ocr_dpi: int
     text_layer_min_chars: int
@@ -184,7 +189,6 @@ def fit(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lexicon, version
     ranker = FieldRanker.train(
         np.vstack([sample.rows for sample in loan]),
         np.concatenate([sample.positive for sample in loan]),
-        min_confidence=plan.min_field_confidence,
         seed=plan.seed,
     )
     doctype = DocTypeModel.train(
@@ -208,10 +212,10 @@ class Score:
     doc_types_right: int = 0
     documents: int = 0
 
-    def add(self, sample: Sample, models: ExtractorModels) -> None:
+    def add(self, sample: Sample, doc_type: str, picked: dict[str, Any]) -> None:
+        """One document's outcome: the type predicted for it and the field values picked from it."""
         self.documents += 1
-        self.doc_types_right += models.doctype.predict(sample.text)[0] == sample.doc_type
-        picked = pick_values(sample, models.ranker)
+        self.doc_types_right += doc_type == sample.doc_type
         for name in FIELD_NAMES:
             truth, value = sample.truth.get(name), picked.get(name)
             if truth is None:
@@ -244,15 +248,43 @@ class Score:
         }
 
 
-def pick_values(sample: Sample, ranker: FieldRanker) -> dict[str, Any]:
-    if not len(sample.rows):
-        return {}
-    scores = ranker.scores(sample.rows)
-    best: dict[str, tuple[float, Any]] = {}
-    for name, value, score in zip(sample.fields, sample.values, scores, strict=True):
-        if score >= ranker.min_confidence and score > best.get(name, (-1.0, None))[0]:
-            best[name] = (float(score), value)
-    return {name: value for name, (_, value) in best.items()}
+def best_candidates(samples: Sequence[Sample], ranker: FieldRanker) -> list[dict[str, tuple[float, Any]]]:
+    """Each document's highest-scoring candidate per field, (score, value), whatever the threshold;
+    all scored in one call (the model's cost is mostly per call)."""
+    scores = ranker.scores(np.vstack([sample.rows for sample in samples])) if samples else []
+    found, start = [], 0
+    for sample in samples:
+        best: dict[str, tuple[float, Any]] = {}
+        for name, value, score in zip(sample.fields, sample.values, scores[start : start + len(sample.rows)], strict=True):
+            if score > best.get(name, (-1.0, None))[0]:
+                best[name] = (float(score), value)
+        found.append(best)
+        start += len(sample.rows)
+    return found
+
+
+def top_picks(samples: Sequence[Sample], ranker: FieldRanker) -> list[tuple[float, bool]]:
+    """(score, is the truth) of each field's best candidate in each document."""
+    return [
+        (score, name in sample.truth and value_matches(name, value, sample.truth[name]))
+        for sample, best in zip(samples, best_candidates(samples, ranker), strict=True)
+        for name, (score, value) in best.items()
+    ]
+
+
+def field_threshold(picks: Sequence[tuple[float, bool]], wrong_value_cost: float) -> float:
+    """The score from which a field's best candidate is kept: the one that maximises right values
+    minus ``wrong_value_cost`` times wrong ones over ``picks`` (:func:`top_picks`). Calibrated
+    scores come in steps, so the threshold is one of them."""
+    if not picks:
+        return 0.5
+    scores = np.array([score for score, _ in picks])
+    gains = np.where([right for _, right in picks], 1.0, -wrong_value_cost)
+    order = np.argsort(-scores, kind="stable")
+    scores, totals = scores[order], np.cumsum(gains[order])
+    cuts = np.append(scores[1:] != scores[:-1], True)  # between two different scores only
+    best = int(np.argmax(np.where(cuts, totals, -np.inf)))
+    return float(scores[best]) if totals[best] > 0 else float(np.nextafter(scores[0], np.inf))
 
 
 def source_of(spec: Spec) -> str:
@@ -261,21 +293,34 @@ def source_of(spec: Spec) -> str:
     return "text_pdf" if spec.kind == "text_pdf" else "scan"
 
 
-def held_out_metrics(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lexicon) -> dict[str, Any]:
-    """Leave-family-out: each fold's families scored by a model trained without them."""
+def held_out_metrics(samples: Sequence[Sample], plan: TrainingPlan, lexicon: Lexicon) -> tuple[dict[str, Any], float]:
+    """Leave-family-out: each fold's families scored by a model trained without them, with a field
+    threshold chosen without them too (on the other folds' training-pool documents, each scored
+    by its own fold's model). Also returns the threshold chosen on all of them, for the final model."""
     training = [sample for sample in samples if sample.spec.pool == TRAIN]
     held_out = [sample for sample in samples if sample.spec.pool == HELD_OUT]
     by_source: dict[str, Score] = defaultdict(Score)
     by_family: dict[str, Score] = defaultdict(Score)
+    fold_models, unseen_picks = [], defaultdict(list)
     for fold in plan.folds:
-        models = fit([s for s in training if s.spec.family not in fold], plan, lexicon, "fold")
-        for sample in held_out:
-            if sample.spec.family in fold or (sample.spec.family == NON_LOAN and fold == plan.folds[0]):
-                by_source[source_of(sample.spec)].add(sample, models)
-                by_family[sample.spec.family].add(sample, models)
+        fold_models.append(fit([s for s in training if s.spec.family not in fold], plan, lexicon, "fold"))
+        for family in fold:
+            unseen_picks[family] = top_picks([s for s in training if s.spec.family == family], fold_models[-1].ranker)
+    for fold, models in zip(plan.folds, fold_models, strict=True):
+        others = [pick for family, picks in unseen_picks.items() if family not in fold for pick in picks]
+        ranker = models.ranker
+        ranker.min_confidence = field_threshold(others, plan.wrong_value_cost)
+        scored = [s for s in held_out if s.spec.family in fold or (s.spec.family == NON_LOAN and fold == plan.folds[0])]
+        doc_types = models.doctype.predict_many([sample.text for sample in scored])
+        for sample, (doc_type, _), best in zip(scored, doc_types, best_candidates(scored, ranker), strict=True):
+            picked = {name: value for name, (score, value) in best.items() if score >= ranker.min_confidence}
+            by_source[source_of(sample.spec)].add(sample, doc_type, picked)
+            by_family[sample.spec.family].add(sample, doc_type, picked)
     result = {source: score.summary() for source, score in sorted(by_source.items())}
     result["by_family"] = {family: score.summary() for family, score in sorted(by_family.items())}
-    return result
+    result["fold_field_thresholds"] = [round(models.ranker.min_confidence, 4) for models in fold_models]
+    all_picks = [pick for picks in unseen_picks.values() for pick in picks]
+    return result, field_threshold(all_picks, plan.wrong_value_cost)
 
 
 def featurise_all(specs: Sequence[Spec], plan: TrainingPlan, lexicon: Lexicon, workers: int) -> list[Sample]:
@@ -291,8 +336,10 @@ def train(plan: TrainingPlan, lexicon: Lexicon, version: str, workers: int) -> t
     specs = plan_specs(plan)
     samples = featurise_all(specs, plan, lexicon, workers)
     featurised = time.perf_counter()
-    metrics = {"held_out": held_out_metrics(samples, plan, lexicon)}
+    held_out, threshold = held_out_metrics(samples, plan, lexicon)
+    metrics = {"held_out": held_out}
     models = fit([sample for sample in samples if sample.spec.pool == TRAIN], plan, lexicon, version)
+    models.ranker.min_confidence = threshold
     finished = time.perf_counter()
     training = [sample for sample in samples if sample.spec.pool == TRAIN]
     models.training = metrics["training"] = {
@@ -303,6 +350,7 @@ def train(plan: TrainingPlan, lexicon: Lexicon, version: str, workers: int) -> t
         "candidate_rows": int(sum(len(sample.rows) for sample in training)),
         "seconds": {"corpus_and_features": round(featurised - started, 1), "fit": round(finished - featurised, 1)},
         "seed": plan.seed,
+        "min_field_confidence": round(threshold, 4),
     }
     return models, metrics
 
@@ -322,7 +370,7 @@ def plan_from_settings(settings) -> TrainingPlan:
         scan_documents=train_settings.scan_documents,
         non_loan_documents=train_settings.non_loan_documents,
         folds=tuple(tuple(fold) for fold in train_settings.folds),
-        min_field_confidence=train_settings.min_field_confidence,
+        wrong_value_cost=train_settings.wrong_value_cost,
         min_doctype_confidence=train_settings.min_doctype_confidence,
         ocr_dpi=settings.extract.ocr_dpi,
         text_layer_min_chars=settings.preprocess.text_layer_min_chars,
@@ -357,4 +405,6 @@ def held_out_table(metrics: dict[str, Any]) -> str:
             f"non-loan forms called unknown: {non_loan['doc_type_accuracy']:.3f} of {non_loan['documents']}, "
             f"fields read from them: {non_loan['spurious_fields']}"
         )
+    if threshold := metrics.get("training", {}).get("min_field_confidence"):
+        lines.append(f"a field is kept from confidence {threshold} (chosen for train.wrong_value_cost on unseen families)")
     return "\n".join(lines)

@@ -151,8 +151,19 @@ def _extract(
         return
     ensure_tesseract(settings.extract.tesseract_cmd)
     load_models(str(settings.extractor_model_file))
-    docs = [doc for doc, _ in documents]
+    # the longest OCR jobs first, so the last ones to finish are short and no core waits long
+    scanned = _scanned_pages(ctx)
+    docs = sorted((doc for doc, _ in documents), key=lambda doc: -scanned.get(doc.sha256, 0))
     yield from run_untrusted(ctx, STAGE, extract_document, docs, lambda doc: _job(ctx, doc, formats[doc.sha256]), "extract")
+
+
+def _scanned_pages(ctx: StageContext) -> dict[str, int]:
+    """Pages without a text layer (those Tesseract reads) per document."""
+    pages = ctx.catalog.load_table("preprocess_documents/pages")
+    if pages.empty:
+        return {}
+    scanned = pages[pages["text_chars"] < ctx.settings.preprocess.text_layer_min_chars]
+    return scanned.groupby("sha256").size().to_dict()
 
 
 def _job(ctx: StageContext, doc: DocumentRecord, doc_format: DocumentFormat) -> ExtractJob:

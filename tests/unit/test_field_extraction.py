@@ -14,6 +14,7 @@ from mlops.errors import ConfigError
 from mlops.extraction.candidates import FEATURE_NAMES, feature_table, find_candidates, parse_date
 from mlops.extraction.extractors import ExtractJob, extract_document, read_layouts
 from mlops.extraction.trained_models import load_models
+from mlops.extraction.training import field_threshold
 from mlops.models import UNKNOWN_DOCUMENT_TYPE, DocumentFormat
 
 
@@ -228,3 +229,14 @@ def test_a_model_trained_on_other_features_is_refused_naming_the_command_that_re
 
     with pytest.raises(ConfigError, match="extract.model_version: .* other candidate features.*make models"):
         load_models(str(tmp_path / "extractor.joblib"))
+
+
+def test_the_field_threshold_keeps_unsure_right_values_while_a_wrong_one_costs_more() -> None:
+    # the best candidates of fields in documents of layouts their model never saw: (score, right)
+    unseen = [(0.95, True), (0.6, True), (0.35, True), (0.35, True), (0.3, False), (0.25, True), (0.2, False)]
+    assert field_threshold(unseen, wrong_value_cost=3) == 0.35  # 0.25 would buy one right for one wrong
+    assert field_threshold(unseen, wrong_value_cost=0.5) == 0.25  # one wrong (0.3) for one right (0.25) pays
+    # a cut falls between different scores only: the three at 0.5 are kept or dropped together
+    assert field_threshold([(0.9, True), (0.5, True), (0.5, False), (0.5, False)], wrong_value_cost=1) == 0.9
+    all_wrong = field_threshold([(0.8, False), (0.4, False)], wrong_value_cost=1)
+    assert all_wrong > 0.8
